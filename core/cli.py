@@ -1,0 +1,115 @@
+"""The ``recur`` command. Core commands (status, export) live here; levels, the mechanism store and the
+evidence tools add theirs through the ``recur.commands`` entry point group, so core imports none of them.
+
+Heavy libraries (torch, litellm) are imported inside commands, never at start-up: ``recur --help`` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+app = typer.Typer(
+    name="recur",
+    help="Recursive, self-improving automated research: level 1 edits train.py, level 2 writes search "
+    "mechanisms for level 1, level 3 improves level 2.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+WorkdirOption = typer.Option(None, "--workdir", help="Workspace folder (default: the current directory's .recur/).")
+
+
+class UserError(Exception):
+    """An error with a message meant for the user: printed as one line, exit code 1 (2 for bad arguments)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def open_trace(workdir: Optional[Path]):
+    from recur.core.trace import TraceStore
+    from recur.core.workspace import Workspace
+
+    ws = Workspace(workdir)
+    if not ws.exists():
+        raise UserError(f"no recur workspace at {ws.root} (run `recur run` there first, or pass --workdir)")
+    return TraceStore(ws.trace_path)
+
+
+@app.command()
+def status(workdir: Optional[Path] = WorkdirOption, run: Optional[str] = typer.Option(None, help="Run id (default: latest).")) -> None:
+    """Per level: trials, best metric, budget used, model spend and hook calls of the latest run."""
+    from recur.core.report_tables import status_tables
+
+    trace = open_trace(workdir)
+    info = trace.run(run)
+    if info is None:
+        raise UserError("the workspace has no runs yet")
+    out = console()
+    for table in status_tables(trace, info):
+        out.print(table)
+
+
+@app.command()
+def export(
+    workdir: Optional[Path] = WorkdirOption,
+    tsv: bool = typer.Option(True, "--tsv/--no-tsv", help="autoresearch's results.tsv format."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    run: Optional[str] = typer.Option(None, help="Run id (default: latest)."),
+) -> None:
+    """Level-1 trials as autoresearch's results.tsv: commit, val_bpb, memory_gb, status, description."""
+    from recur.core.report_tables import results_tsv
+
+    trace = open_trace(workdir)
+    info = trace.run(run)
+    if info is None:
+        raise UserError("the workspace has no runs yet")
+    text = results_tsv(trace, info["id"])
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _register_plugins() -> None:
+    for ep in sorted(entry_points(group="recur.commands"), key=lambda e: e.name):
+        ep.load()(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one clear line for user errors (exit 1) and bad arguments (exit 2)."""
+    _register_plugins()
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="recur")
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("recur: aborted", file=sys.stderr)
+        return 130
+    except click.UsageError as exc:
+        print(f"recur: error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"recur: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("recur: interrupted; `recur run --resume` continues where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

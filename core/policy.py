@@ -1,0 +1,97 @@
+"""A level's search policy: the pipeline of hook points every level runs to choose its next candidate.
+
+    context -> guide -> backend.generate (the model, or the scripted baseline) -> propose -> filter -> select
+
+The backend is level-specific (prompts differ); the pipeline and the hook calls are not. With no mechanisms
+active the hooks are the defaults: the backend's first proposal is tried.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Protocol
+
+from recur.core.hooks import HookRunner, validate_proposal, InvalidReturn
+
+
+class ProposalBackend(Protocol):
+    """Turns a context into proposals: an LLM behind prompts, or the scripted non-LLM baseline."""
+
+    name: str
+
+    def generate(self, context: dict[str, Any], seed: int, trial_id: str) -> list[dict[str, Any]]: ...
+
+
+class SearchPolicy:
+    def __init__(self, backend: ProposalBackend, hooks: HookRunner):
+        self.backend = backend
+        self.hooks = hooks
+
+    def choose(self, context: dict[str, Any], seed: int, trial_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return (chosen proposal, the guided context it was chosen in)."""
+        context = self.hooks.guide(context)
+        own = self.backend.generate(context, seed, trial_id)
+        valid = []
+        for p in own:
+            try:
+                validate_proposal(p, context["space"])
+                if not set(p["payload"].get("params", {})) & set(context.get("frozen", [])):
+                    valid.append(p)
+            except InvalidReturn:
+                continue
+        if not valid:  # the model gave nothing usable: fall back to the scripted move so the loop goes on
+            valid = ScriptedBackend().generate(context, seed, trial_id)
+        proposals = self.hooks.propose({**context, "proposals": valid}, seed)
+        history = context.get("history", [])
+        proposals = self.hooks.filter(proposals, history)
+        return self.hooks.select(proposals, history, seed), context
+
+
+def perturb(space: dict[str, dict[str, Any]], point: dict[str, Any], name: str, rng: random.Random, scale: float = 1.0) -> Any:
+    """A local move of one parameter around its current value, inside its declared range."""
+    spec = space[name]
+    kind = spec.get("type", "float")
+    current = point.get(name)
+    if kind == "bool":
+        return not bool(current)
+    if kind == "choice":
+        choices = [c for c in spec.get("choices", []) if c != current] or spec.get("choices", [current])
+        return rng.choice(choices)
+    low, high = spec["low"], spec["high"]
+    if current is None:
+        current = (low + high) / 2
+    if spec.get("log") and low > 0:
+        value = math.exp(math.log(max(current, low)) + rng.gauss(0.0, 0.5 * scale))
+    else:
+        value = current + rng.gauss(0.0, 0.2 * scale) * (high - low)
+    value = min(high, max(low, value))
+    if kind == "int":
+        value = int(round(value))
+        if value == current:
+            value = min(high, max(low, current + rng.choice((-1, 1))))
+        return value
+    return float(f"{value:.4g}")
+
+
+class ScriptedBackend:
+    """The scripted baseline: seeded, deterministic, no model. Perturbs 1-3 parameters of the incumbent.
+
+    It is a pure-search baseline (and the fast policy for tests), not a language model.
+    """
+
+    name = "scripted"
+
+    def __init__(self, proposals: int = 3):
+        self.n = proposals
+
+    def generate(self, context: dict[str, Any], seed: int, trial_id: str) -> list[dict[str, Any]]:
+        rng = random.Random(seed)
+        space = context["space"]
+        names = [n for n in sorted(space) if n not in set(context.get("frozen", []))] or sorted(space)
+        point = dict(context.get("incumbent", {}))
+        out = []
+        for _ in range(self.n):
+            chosen = rng.sample(names, k=min(len(names), rng.choice((1, 1, 2, 3))))
+            params = {n: perturb(space, point, n, rng) for n in sorted(chosen)}
+            out.append({"kind": ",".join(sorted(params)), "payload": {"params": params}, "rationale": "scripted local move"})
+        return out

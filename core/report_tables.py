@@ -1,0 +1,102 @@
+"""Tables shared by ``recur status``, ``recur export`` and reports, read from the trace store only."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from recur.core.trace import TraceStore
+
+
+def _best(values: list[float], maximize: bool) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return (max(finite) if maximize else min(finite)) if finite else None
+
+
+def level_summary(trace: TraceStore, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per level: trials, ok/kept/failed counts, best metric, seconds, and model use."""
+    maximize = bool(run["config"].get("maximize", False))
+    rows = []
+    trials = trace.trials(run["id"])
+    calls = trace.llm_calls(run["id"])
+    for level in sorted({t["level"] for t in trials} | {c["level"] for c in calls if c["level"] is not None}):
+        ts = [t for t in trials if t["level"] == level]
+        cs = [c for c in calls if c["level"] == level]
+        rows.append({
+            "level": level,
+            "trials": len(ts),
+            "running": sum(t["status"] == "running" for t in ts),
+            "ok": sum(t["status"] == "ok" for t in ts),
+            "kept": sum(bool(t["kept"]) for t in ts),
+            "failed": sum(t["status"] not in ("ok", "running") for t in ts),
+            "best": _best([t["metric"] for t in ts], maximize if level == 1 else True),
+            "seconds": sum(t["seconds"] or 0.0 for t in ts),
+            "model": ", ".join(sorted({c["model"] for c in cs if c["model"]})) or run["config"].get("model", "-"),
+            "llm_calls": len(cs),
+            "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in cs),
+            "usd": sum(c["cost_usd"] or 0.0 for c in cs),
+        })
+    return rows
+
+
+def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    cfg = run["config"]
+    head = Table(title=f"run {run['id']} — {run['status']}", show_header=False)
+    for key in ("task", "preset", "levels", "model", "seed", "max_trials"):
+        head.add_row(key, str(cfg.get(key, "-")))
+    levels = Table(title="levels")
+    for col in ("level", "trials", "ok", "kept", "failed", "running", "best", "seconds", "model", "llm calls", "tokens", "usd"):
+        levels.add_column(col, justify="right" if col not in ("model",) else "left")
+    for r in level_summary(trace, run):
+        levels.add_row(str(r["level"]), str(r["trials"]), str(r["ok"]), str(r["kept"]), str(r["failed"]), str(r["running"]),
+                       "-" if r["best"] is None else f"{r['best']:.4f}", f"{r['seconds']:.0f}", r["model"],
+                       str(r["llm_calls"]), str(r["tokens"]), f"{r['usd']:.4f}")
+    tables = [head, levels]
+    budget = cfg.get("budget")
+    if budget:
+        b = Table(title="budget")
+        for col in ("unit", "limit", "used"):
+            b.add_column(col)
+        used = {"trials": sum(1 for t in trace.trials(run["id"], level=1) if t["status"] != "running"),
+                "seconds": sum(t["seconds"] or 0.0 for t in trace.trials(run["id"], level=1)),
+                "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in trace.llm_calls(run["id"])),
+                "usd": sum(c["cost_usd"] or 0.0 for c in trace.llm_calls(run["id"]))}
+        for unit, limit in budget.items():
+            b.add_row(unit, "-" if limit is None else str(limit), f"{used.get(unit, 0):.4g}")
+        tables.append(b)
+    hooks: dict[tuple[str, str], list[int]] = {}
+    for h in trace.hook_calls(run["id"]):
+        agg = hooks.setdefault((h["mechanism"], h["hook"]), [0, 0])
+        agg[0] += h["calls"]
+        agg[1] += h["errors"]
+    if hooks:
+        ht = Table(title="hook calls")
+        for col in ("mechanism", "hook", "calls", "errors"):
+            ht.add_column(col)
+        for (m, h), (c, e) in sorted(hooks.items()):
+            ht.add_row(m, h, str(c), str(e))
+        tables.append(ht)
+    return tables
+
+
+def results_tsv(trace: TraceStore, run_id: str) -> str:
+    """autoresearch's results.tsv: one row per level-1 trial (baselines included), tab separated."""
+    lines = ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"]
+    for t in trace.trials(run_id, level=1):
+        if t["status"] == "running":
+            continue
+        cand, out = t["candidate"] or {}, t["outcome"] or {}
+        payload = cand.get("payload", {})
+        status = "keep" if t["kept"] else ("crash" if t["status"] != "ok" else "discard")
+        if payload.get("baseline"):
+            desc = "baseline"
+            status = "baseline" if t["status"] == "ok" else "crash"
+        else:
+            params = payload.get("params") or {}
+            desc = ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or ("diff" if payload.get("diff") else cand.get("kind", ""))
+        commit = (t["commit_sha"] or cand.get("parent") or "")[:7]
+        metric = "0.000000" if t["metric"] is None else f"{t['metric']:.6f}"
+        mem = (out.get("info") or {}).get("memory_gb")
+        lines.append(f"{commit}\t{metric}\t{0.0 if mem is None else float(mem):.1f}\t{status}\t{desc.replace(chr(9), ' ')}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""``recur run``: the command-line face of the level stack (registered into core's CLI by entry point)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _parse_level_models(values: list[str]) -> dict[str, str]:
+    from recur.core.cli import UserError
+
+    out = {}
+    for item in values:
+        level, sep, model = item.partition("=")
+        if not sep or not level.isdigit() or not model:
+            raise UserError(f"--level-model expects LEVEL=MODEL (e.g. 2=anthropic/claude-sonnet-4-5), got {item!r}", code=2)
+        out[level] = model
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        levels: int = typer.Option(1, "--levels", min=1, max=8, help="How many levels to stack (1 = autoresearch)."),
+        task: str = typer.Option("gpt_pretrain", "--task", help="Task to optimise (gpt_pretrain, synthetic, ...)."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="Task preset (gpt_pretrain: cpu-tiny, gpu)."),
+        model: str = typer.Option("scripted", "--model", help="Model for every level: offline (embedded), scripted (non-LLM baseline), or any litellm model string."),
+        api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...)."),
+        level_model: list[str] = typer.Option([], "--level-model", help="Per-level model override, LEVEL=MODEL (repeatable)."),
+        max_trials: int = typer.Option(20, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included."),
+        trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
+        max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Stop after this much trial time."),
+        max_usd: Optional[float] = typer.Option(None, "--max-usd", min=0, help="Stop when model spend reaches this."),
+        seed: int = typer.Option(0, "--seed", help="Run seed: trial seeds and proposals derive from it."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Trials run at once (one GPU each when GPUs exist)."),
+        baseline_repeats: int = typer.Option(2, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
+        min_delta: float = typer.Option(0.0, "--min-delta", min=0, help="Smallest improvement that counts, besides 2 sigma of noise."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Train on your own text files in this folder."),
+        window: int = typer.Option(4, "--window", min=1, help="Level-1 trials per window when an outer level evaluates a mechanism."),
+        meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
+        workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run with its stored options."),
+    ) -> None:
+        """Run the level stack: level 1 trains and keeps better edits; levels 2+ search for mechanisms."""
+        from recur.core.cli import UserError, console
+        from recur.core.task import TaskError
+        from recur.core.trace import TraceError
+        from recur.core.workspace import WorkspaceLocked
+        from recur.levels.progress import Progress
+        from recur.levels.run import Run, RunError, RunOptions
+
+        opts = RunOptions(levels=levels, task=task, preset=preset, model=model, api_base=api_base,
+                          level_models=_parse_level_models(level_model), max_trials=max_trials,
+                          trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, seed=seed,
+                          workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
+                          data=str(data.resolve()) if data else None, window=window, meta_window=meta_window)
+        out = console()
+        try:
+            with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:
+                progress.begin(r.run_id, r.opts)
+                summary = r.execute()
+        except (RunError, TaskError, TraceError, WorkspaceLocked) as exc:
+            raise UserError(str(exc)) from None
+        best, start = summary["best_metric"], summary["start_metric"]
+        out.print(f"run {summary['run_id']} {summary['status']}: {summary['trials']} level-1 trials, "
+                  f"baseline {start:.4f} -> best {best:.4f} (commit {summary['best_commit'][:7]}), "
+                  f"keep threshold {summary['threshold']:.4f}")

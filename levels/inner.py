@@ -1,0 +1,166 @@
+"""Level 1, the inner loop: edit the task's editable file, run a trial, keep the edit if it is better.
+
+A window of level 1 starts at a commit with a known metric, proposes edits through the level's search
+policy (backend + active mechanisms), runs each as a trial in a scratch folder, keeps it (a commit on the
+window's branch) when it beats the best by more than the noise threshold, and otherwise leaves the branch
+where it was. The run's first window is the baseline: the unmodified files repeated with different seeds
+to measure noise.
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from recur.core.budget import Budget
+from recur.core.edits import EditError, apply_params, apply_unified_diff, read_constants
+from recur.core.loop import Loop, StepContext
+from recur.core.policy import SearchPolicy
+from recur.core.records import INVALID, VOID, Candidate, Decision, Outcome, Trial
+from recur.core.stats import improves
+from recur.core.executor import tail
+from recur.levels.runtime import Runtime
+
+HISTORY_LIMIT = 100
+
+
+def edited_source(source: str, payload: dict[str, Any], space: dict, frozen: list[str] = ()) -> str:
+    """The editable file after applying a proposal's diff and/or parameter edits."""
+    if payload.get("diff"):
+        source = apply_unified_diff(source, payload["diff"])
+    if payload.get("params"):
+        source = apply_params(source, payload["params"], space, frozen)
+    if not payload.get("diff") and not payload.get("params"):
+        raise EditError("the proposal changes nothing (no params, no diff)")
+    return source
+
+
+@dataclass
+class WindowState:
+    """Where a level-1 window stands: branch head, best metric and the baseline metrics seen."""
+
+    branch: str
+    head: str
+    best: float | None
+    baselines: list[float] = field(default_factory=list)
+    best_sha: str = ""
+
+    def __post_init__(self) -> None:
+        self.best_sha = self.best_sha or self.head
+
+
+class InnerLoop(Loop):
+    level = 1
+    charges_budget = True
+
+    def __init__(self, rt: Runtime, state: WindowState, policy: SearchPolicy | None, baseline_steps: int = 0):
+        self.rt = rt
+        self.state = state
+        self.policy = policy
+        self.baseline_steps = baseline_steps
+        self.space = rt.task.space()
+
+    # ------------------------------------------------------------ propose
+    def propose(self, ctx: StepContext) -> Candidate:
+        if ctx.step < self.baseline_steps:
+            return Candidate(ctx.trial_id, 1, "baseline", {"baseline": True}, ctx.seed, parent=self.state.head)
+        assert self.policy is not None
+        source = self.rt.repo.read(self.state.head, self.rt.task.editable)
+        constants = read_constants(source)
+        context = {
+            "level": 1,
+            "step": ctx.step,
+            "space": self.space,
+            "frozen": [],
+            "guidance": [],
+            "incumbent": {k: constants[k] for k in self.space if k in constants},
+            "best_metric": self.state.best,
+            "maximize": self.rt.task.maximize,
+            "history": [t.as_record() for t in ctx.history][-HISTORY_LIMIT:],
+            "task": self.rt.task.describe(),
+            "metric_name": self.rt.task.metric_name,
+            "source": source,
+            "editable": self.rt.task.editable,
+        }
+        proposal, guided = self.policy.choose(context, ctx.seed, ctx.trial_id)
+        payload = dict(proposal["payload"])
+        payload["rationale"] = str(proposal.get("rationale", ""))[:500]
+        if guided.get("frozen"):
+            payload["frozen"] = list(guided["frozen"])
+        return Candidate(ctx.trial_id, 1, proposal["kind"], payload, ctx.seed, parent=self.state.head)
+
+    def hook_delta(self) -> dict:
+        return self.policy.hooks.take_delta() if self.policy else {}
+
+    # ----------------------------------------------------------- evaluate
+    def evaluate(self, candidate: Candidate, budget: Budget) -> Outcome:
+        rt = self.rt
+        folder = rt.scratch(candidate.id)
+        rt.repo.export(candidate.parent, folder)
+        if not candidate.payload.get("baseline"):
+            path = folder / rt.task.editable
+            try:
+                path.write_text(edited_source(path.read_text(), candidate.payload, self.space, candidate.payload.get("frozen", [])))
+            except EditError as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                return Outcome(INVALID, cost={"trials": 1, "seconds": 0.0}, info={"error": str(exc)})
+        if rt.task.pins(folder) != rt.pins:
+            shutil.rmtree(folder, ignore_errors=True)
+            return Outcome(VOID, cost={"trials": 1, "seconds": 0.0},
+                           info={"error": "the pinned evaluator files changed since the run started; trial voided"})
+        spec = rt.task.trial_spec(folder, candidate.seed, rt.trial_seconds)
+        log = rt.log_path(candidate.id)
+        result = rt.pool.run(spec, log)
+        outcome = rt.task.parse(result.log_text(), result.returncode, result.timed_out)
+        outcome.cost = {"trials": 1, "seconds": result.seconds}
+        outcome.info.setdefault("log", str(log))
+        if not outcome.ok:
+            outcome.info.setdefault("log_tail", tail(result.log_text()))
+        shutil.rmtree(folder, ignore_errors=True)
+        return outcome
+
+    # ------------------------------------------------------------- accept
+    def accept(self, candidate: Candidate, outcome: Outcome, history: list[Trial]) -> Decision:
+        if candidate.payload.get("baseline"):
+            return Decision(keep=False, reason="baseline" if outcome.ok else f"baseline {outcome.status}",
+                            info={"baseline": True})
+        maximize = self.rt.task.maximize
+        improved = outcome.ok and improves(outcome.metric, self.state.best, self.rt.threshold, maximize)
+        keep, reason = improved, ("beats best by more than the noise threshold" if improved else "not better")
+        if not outcome.ok:
+            return Decision(False, f"{outcome.status}", {"improved": False})
+        if self.policy is not None:
+            verdict = self.policy.hooks.accept(
+                {"metric": outcome.metric, "status": outcome.status, "best_metric": self.state.best,
+                 "incumbent_metric": self.state.best, "default_keep": improved, "maximize": maximize,
+                 "step": int(candidate.id.rsplit("/", 1)[-1]), "threshold": self.rt.threshold},
+                [t.as_record() for t in history][-HISTORY_LIMIT:], candidate.seed)
+            if verdict is not None and verdict != improved:
+                keep, reason = verdict, "accept mechanism overrode the gate"
+        return Decision(keep, reason, {"improved": improved})
+
+    # ------------------------------------------------------------- record
+    def record(self, trial: Trial) -> str | None:
+        c, o, d = trial.candidate, trial.outcome, trial.decision
+        if c.payload.get("baseline"):
+            if o.ok and o.metric is not None:
+                self.state.baselines.append(o.metric)
+                self.state.best = statistics.fmean(self.state.baselines)
+            return None
+        if not d.keep:
+            return None
+        repo = self.rt.repo
+        sha = repo.find_trial_commit(self.state.branch, c.id)
+        if sha is None:
+            base = repo.read(c.parent, self.rt.task.editable)
+            content = edited_source(base, c.payload, self.space, c.payload.get("frozen", []))
+            metric = f"{o.metric:.6f}" if o.metric is not None else "none"
+            message = (f"{c.kind}: {self.rt.task.metric_name} {metric}\n\n{c.payload.get('rationale', '')}\n\n"
+                       f"Recur-Trial: {c.id}\nRecur-Metric: {metric}\nRecur-Seed: {c.seed}\n")
+            sha = repo.commit_file(self.state.branch, self.state.head, self.rt.task.editable, content, message)
+        self.state.head = sha
+        if d.info.get("improved"):
+            self.state.best = o.metric
+            self.state.best_sha = sha
+        return sha

@@ -1,0 +1,53 @@
+"""Live progress: one line per level-1 trial, and a bar per level with trial count, best metric and time."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+from recur.core.records import Trial
+
+
+class Progress:
+    def __init__(self, console: Console):
+        self.console = console
+        self.bars = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[best]}"), TimeElapsedColumn(), console=console,
+                                 transient=False, disable=not console.is_terminal)
+        self.tasks: dict[int, Any] = {}
+        self.best: dict[int, float] = {}
+        self.maximize = False
+        self.metric = "metric"
+
+    def __enter__(self) -> "Progress":
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.__exit__(*exc)
+
+    def begin(self, run_id: str, opts: Any) -> None:
+        self.console.print(f"recur run {run_id}: task {opts.task} ({opts.preset or 'default preset'}), "
+                           f"{opts.levels} level(s), model {opts.model}, {opts.max_trials} level-1 trials")
+        self.tasks[1] = self.bars.add_task("level 1", total=opts.max_trials, best="")
+
+    def on_trial(self, trial: Trial, replayed: bool) -> None:
+        c, o, d = trial.candidate, trial.outcome, trial.decision
+        level = c.level
+        if level not in self.tasks:
+            self.tasks[level] = self.bars.add_task(f"level {level}", total=None, best="")
+        if o.ok and o.metric is not None and (level > 1 or not c.payload.get("baseline")):
+            prev = self.best.get(level)
+            better = prev is None or (o.metric > prev if (self.maximize or level > 1) else o.metric < prev)
+            if better and (level > 1 or d.keep):
+                self.best[level] = o.metric
+        best = self.best.get(level)
+        self.bars.update(self.tasks[level], advance=1, best="" if best is None else f"best {best:.4f}")
+        metric = "-" if o.metric is None else f"{o.metric:.4f}"
+        tag = "replayed " if replayed else ""
+        what = "baseline" if c.payload.get("baseline") else c.kind
+        verdict = "keep" if d.keep else (o.status if not o.ok else "discard")
+        self.console.print(f"  {tag}L{level} {c.id.rsplit('/', 1)[-1]:>3} {what[:48]:<48} {metric:>8} {verdict:<8} "
+                           f"{o.cost.get('seconds', 0):5.1f}s {time.strftime('%H:%M:%S')}", highlight=False)

@@ -1,0 +1,191 @@
+"""Setting up and running one ``recur run``: workspace, lock, trace, task repo, baseline, then the level stack.
+
+Resume (``--resume``) reopens the latest unfinished run with its stored configuration; the driver replays
+finished trials from the trace and re-runs the one that was running, so no trial is lost or counted twice.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from recur.core.budget import Budget
+from recur.core.executor import WorkerPool
+from recur.core.loop import derive_seed
+from recur.core.stats import keep_threshold, noise_sigma
+from recur.core.task import Task, load_task
+from recur.core.trace import TraceStore
+from recur.core.workspace import Workspace
+from recur.levels.gitrepo import TaskRepo
+from recur.levels.runtime import Runtime
+from recur.levels.window import Level1, WindowResult
+
+
+class RunError(Exception):
+    """A run cannot start or continue (bad options, nothing to resume); one clear line for the user."""
+
+
+@dataclass
+class RunOptions:
+    levels: int = 1
+    task: str = "gpt_pretrain"
+    preset: str | None = None
+    model: str = "scripted"
+    api_base: str | None = None
+    level_models: dict[str, str] = field(default_factory=dict)
+    max_trials: int = 20
+    trial_seconds: float | None = None
+    max_seconds: float | None = None
+    max_tokens: float | None = None
+    max_usd: float | None = None
+    seed: int = 0
+    workers: int = 1
+    baseline_repeats: int = 2
+    min_delta: float = 0.0
+    data: str | None = None
+    window: int = 4
+    meta_window: int = 2
+    pairs: int = 1
+
+    def budget(self) -> Budget:
+        inf = math.inf
+        return Budget(trials=self.max_trials, seconds=self.max_seconds or inf, tokens=self.max_tokens or inf,
+                      usd=self.max_usd or inf)
+
+
+def new_run_id(seed: int) -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-s{seed}"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RECUR_CACHE_DIR") or Path.home() / ".cache" / "recur")
+
+
+def task_for(opts: RunOptions) -> Task:
+    options: dict[str, Any] = {"cache_dir": str(default_cache_dir()), "instance": opts.seed}
+    if opts.data:
+        options["data"] = opts.data
+    return load_task(opts.task, opts.preset, options)
+
+
+class Run:
+    """One run in a workspace. Use as a context manager: it holds the workspace lock."""
+
+    def __init__(self, workdir: Path | None, opts: RunOptions | None, resume: bool,
+                 on_trial: Callable[..., None] | None = None):
+        self.ws = Workspace(workdir)
+        self.ws.lock()
+        try:
+            self.trace = TraceStore(self.ws.trace_path)
+            if resume:
+                info = self.trace.run()
+                if info is None:
+                    raise RunError(f"nothing to resume in {self.ws.root}: no run has started there")
+                if info["status"] not in ("running", "interrupted"):
+                    raise RunError(f"run {info['id']} already {info['status']}; start a new run without --resume")
+                self.run_id = info["id"]
+                stored = info["config"]
+                self.opts = RunOptions(**{k: v for k, v in stored.items() if k in RunOptions.__dataclass_fields__})
+            else:
+                if opts is None:
+                    raise RunError("no run options given")
+                self.opts = opts
+                self.run_id = new_run_id(opts.seed)
+            self.on_trial = on_trial
+        except BaseException:
+            self.ws.unlock()
+            raise
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.trace.close()
+        self.ws.unlock()
+
+    # ------------------------------------------------------------------
+    def setup(self) -> Runtime:
+        opts = self.opts
+        task = task_for(opts)
+        run_dir = self.ws.run_dir(self.run_id)
+        repo_dir = run_dir / "work"
+        branch = f"recur/{self.run_id}"
+        repo = TaskRepo(repo_dir) if (repo_dir / ".git").exists() else TaskRepo.create(repo_dir, task.populate, branch)
+        task.prepare(repo_dir, default_cache_dir())
+        stored = self.trace.run(self.run_id)
+        if stored is None:
+            pins = task.pins(repo_dir)
+            config = {**asdict(opts), "maximize": task.maximize, "metric": task.metric_name, "pins": pins,
+                      "initial_commit": repo.head(branch),
+                      "budget": {u: (None if math.isinf(v) else v) for u, v in
+                                 [("trials", opts.max_trials), ("seconds", opts.max_seconds or math.inf),
+                                  ("tokens", opts.max_tokens or math.inf), ("usd", opts.max_usd or math.inf)]}}
+            self.trace.start_run(self.run_id, config, opts.seed)
+            stored = self.trace.run(self.run_id)
+        else:
+            self.trace.start_run(self.run_id, stored["config"], opts.seed)
+        budget = opts.budget()
+        done = [t for t in self.trace.trials(self.run_id, level=1) if t["status"] != "running"]
+        calls = self.trace.llm_calls(self.run_id)
+        budget.used.update(trials=float(len(done)), seconds=sum(t["seconds"] or 0.0 for t in done),
+                           tokens=float(sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls)),
+                           usd=sum(c["cost_usd"] or 0.0 for c in calls))
+        self.config = stored["config"]
+        rt = Runtime(
+            run_id=self.run_id, seed=opts.seed, trace=self.trace, task=task, repo=repo,
+            pool=WorkerPool(opts.workers), budget=budget, run_dir=run_dir, pins=self.config["pins"],
+            trial_seconds=opts.trial_seconds, min_delta=opts.min_delta,
+            settings={"workers": opts.workers, "window": opts.window, "meta_window": opts.meta_window,
+                      "pairs": opts.pairs, "levels": opts.levels},
+            on_trial=self.on_trial,
+        )
+        from recur.levels.backends import backend_factory, invoker_factory
+
+        rt.backend_factory = backend_factory(opts, rt)
+        rt.invoker_factory = invoker_factory
+        return rt
+
+    def baseline(self, rt: Runtime) -> WindowResult:
+        """Repeat the unmodified files with different seeds: the start metric and the noise threshold."""
+        scope = f"{self.run_id}/baseline"
+        start = self.config["initial_commit"]
+        result = Level1(rt).run_window(scope, start, None, [], steps=self.opts.baseline_repeats,
+                                       branch=rt.main_branch, baseline_steps=self.opts.baseline_repeats)
+        metrics = [r.outcome.metric for r in self.trace.scope_rows(scope) if r.finished and r.outcome.ok]
+        sigma = noise_sigma(metrics)
+        rt.threshold = keep_threshold(sigma, self.opts.min_delta)
+        rt.settings["sigma"] = sigma
+        self.trace.event(self.run_id, "noise", f"baseline sigma {sigma:.5f}, keep threshold {rt.threshold:.5f}",
+                         level=1, data={"metrics": metrics, "sigma": sigma, "threshold": rt.threshold})
+        if result.best_metric is None:
+            raise RunError("every baseline trial failed: the unmodified task does not run; see "
+                           f"{rt.run_dir / 'logs'} for the logs")
+        return result
+
+    def execute(self) -> dict[str, Any]:
+        rt = self.setup()
+        try:
+            base = self.baseline(rt)
+            remaining = int(self.opts.max_trials) - self.opts.baseline_repeats
+            if remaining <= 0:
+                raise RunError(f"--max-trials {self.opts.max_trials} leaves no trials after "
+                               f"{self.opts.baseline_repeats} baseline repeats")
+            if self.opts.levels == 1:
+                result = Level1(rt).run_window(f"{self.run_id}/L1", base.best_sha, base.best_metric, [],
+                                               steps=remaining, branch=rt.main_branch)
+            else:
+                from recur.levels.stack import run_stack
+
+                result = run_stack(rt, self.opts, base)
+            status = "finished" if not rt.budget.exhausted or rt.budget.exhausted_by() == "trials" else "budget"
+            self.trace.finish_run(self.run_id, status)
+            return {"run_id": self.run_id, "status": status, "start_metric": base.best_metric,
+                    "best_metric": result.best_metric, "best_commit": result.best_sha,
+                    "threshold": rt.threshold, "trials": int(rt.budget.used["trials"])}
+        except BaseException:
+            self.trace.finish_run(self.run_id, "interrupted")
+            raise

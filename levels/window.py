@@ -1,0 +1,93 @@
+"""Windows: running a level for a bounded number of steps from a given start, the unit outer levels evaluate.
+
+Every level exposes ``run_window(...) -> WindowResult``; level k>1 evaluates a candidate by running level
+k-1's window with it active and again without (the control). The result is measured in the one currency
+that matters at every level: how much the task metric improved, per level-1 trial.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recur.core.hooks import ActiveMechanism, HookRunner
+from recur.core.loop import drive
+from recur.core.policy import SearchPolicy
+from recur.core.records import Trial
+from recur.levels.inner import InnerLoop, WindowState
+from recur.levels.runtime import Runtime
+
+
+@dataclass
+class WindowResult:
+    scope: str
+    start_metric: float | None
+    best_metric: float | None
+    best_sha: str
+    trials: int  # level-1 trials spent inside the window (nested windows included)
+    seconds: float
+    hook_counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # "mech\thook" -> counts, this level only
+
+    def gain(self, maximize: bool) -> float:
+        """Improvement of the task metric over the window's start (never negative: the start is kept)."""
+        if self.start_metric is None or self.best_metric is None:
+            return 0.0
+        diff = self.best_metric - self.start_metric
+        return max(0.0, diff if maximize else -diff)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scope": self.scope, "start_metric": self.start_metric, "best_metric": self.best_metric,
+                "best_sha": self.best_sha, "trials": self.trials, "seconds": self.seconds,
+                "hook_counts": self.hook_counts}
+
+
+def make_policy(rt: Runtime, level: int, mechanisms: list[ActiveMechanism]) -> SearchPolicy:
+    invoker = rt.invoker_factory(mechanisms) if mechanisms and rt.invoker_factory else None
+    assert rt.backend_factory is not None
+    return SearchPolicy(rt.backend_factory(level), HookRunner(mechanisms, invoker))
+
+
+def close_policy(policy: SearchPolicy | None) -> None:
+    invoker = policy.hooks.invoker if policy else None
+    if invoker is not None and hasattr(invoker, "close"):
+        invoker.close()
+
+
+def hook_counts_json(counts: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{m}\t{h}": v for (m, h), v in counts.items()}
+
+
+class Level1:
+    """Level 1 as a window runner (the inner loop over the task)."""
+
+    level = 1
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    def run_window(self, scope: str, start_sha: str, start_metric: float | None,
+                   mechanisms: list[ActiveMechanism], steps: int, branch: str | None = None,
+                   baseline_steps: int = 0) -> WindowResult:
+        rt = self.rt
+        branch = branch or rt.window_branch(scope)
+        if not rt.repo.has_branch(branch):
+            rt.repo.set_branch(branch, start_sha)
+        # on resume, replaying finished trials re-finds their commits (Recur-Trial trailer) and moves ``head``
+        state = WindowState(branch=branch, head=start_sha, best=start_metric)
+        policy = make_policy(rt, 1, mechanisms) if steps > baseline_steps else None
+        loop = InnerLoop(rt, state, policy, baseline_steps)
+        try:
+            history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, parallel=rt.settings.get("workers", 1),
+                            on_trial=rt.on_trial)
+        finally:
+            close_policy(policy)
+        if branch == rt.main_branch:
+            rt.repo.sync_worktree(branch)
+        counts = rt.trace.scope_hook_calls(scope)
+        for mech in mechanisms:
+            for hook in mech.hooks:
+                counts.setdefault((mech.name, hook), {"calls": 0, "errors": 0, "seconds": 0.0, "last_error": None})
+        rt.trace.add_hook_calls(rt.run_id, scope, 1, counts)
+        best_sha = state.best_sha
+        return WindowResult(scope, start_metric, state.best, best_sha, trials=len(history),
+                            seconds=sum(float(t.outcome.cost.get("seconds", 0.0)) for t in history),
+                            hook_counts=hook_counts_json(counts))

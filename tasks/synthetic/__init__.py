@@ -1,0 +1,1 @@
+"""A cheap synthetic task: an editable config scored by a random hyperparameter-like response surface."""
