@@ -10,8 +10,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+from typer.exceptions import Abort, Exit
+
+try:  # typer >= 0.20 vendors click; older releases use click itself
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import UsageError
 
 app = typer.Typer(
     name="recur",
@@ -34,9 +39,11 @@ class UserError(Exception):
 
 
 def console():
+    """A rich console; wide enough for the tables when output is not a terminal (pipes, CI logs)."""
     from rich.console import Console
 
-    return Console()
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=140)
 
 
 def open_trace(workdir: Optional[Path]):
@@ -95,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="recur")
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except Abort:
         print("recur: aborted", file=sys.stderr)
         return 130
-    except click.UsageError as exc:
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 0  # bare `recur` printed the help
         print(f"recur: error: {exc.format_message()}", file=sys.stderr)
         return 2
     except UserError as exc:

@@ -1,0 +1,161 @@
+"""Level 1 end to end on the synthetic task: real git, real subprocess trials, real SQLite."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from conftest import RECUR, run_cli
+from recur.core.edits import EditError, apply_params, apply_unified_diff
+from recur.core.trace import TraceStore
+from recur.levels.run import Run, RunOptions
+
+
+def _trace(workdir: Path) -> TraceStore:
+    return TraceStore(workdir / ".recur" / "trace.db")
+
+
+def test_keep_and_revert_land_on_the_branch(workdir: Path) -> None:
+    opts = RunOptions(task="synthetic", max_trials=14, seed=3)
+    with Run(workdir, opts, resume=False) as run:
+        summary = run.execute()
+    trace = _trace(workdir)
+    trials = [t for t in trace.trials(summary["run_id"], level=1)]
+    assert len(trials) == 14 and all(t["status"] != "running" for t in trials)
+    kept = [t for t in trials if t["kept"]]
+    assert kept, "some edit should beat the baseline on this seed"
+    repo = git.Repo(workdir / ".recur" / "runs" / summary["run_id"] / "work")
+    branch = f"recur/{summary['run_id']}"
+    log = list(repo.iter_commits(branch))
+    assert len(log) == len(kept) + 1  # one commit per kept edit on top of the task files
+    assert [c.hexsha for c in log[:-1]] == [t["commit_sha"] for t in reversed(kept)]
+    # discarded edits left no trace in the branch's files; the work tree shows the branch head
+    assert not repo.is_dirty(untracked_files=True)
+    assert repo.active_branch.name == branch
+    config = (repo.working_tree_dir and Path(repo.working_tree_dir) / "config.py").read_text()
+    last = kept[-1]["candidate"]["payload"]["params"]
+    for name, value in last.items():
+        assert f"{name} = {value!r}" in config or f"{name} = " in config
+    # kept metrics strictly improve by more than the threshold
+    metrics = [t["metric"] for t in kept]
+    assert metrics == sorted(metrics, reverse=True)
+
+
+def test_status_and_export_read_the_trace(workdir: Path) -> None:
+    res = run_cli("run", "--task", "synthetic", "--max-trials", "6", "--seed", "1", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    assert "baseline" in res.stdout and "finished" in res.stdout
+    status = run_cli("status", cwd=workdir)
+    assert status.returncode == 0 and "levels" in status.stdout and "synthetic" in status.stdout
+    tsv = run_cli("export", "--tsv", cwd=workdir)
+    lines = tsv.stdout.strip().splitlines()
+    assert lines[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    assert len(lines) == 7
+    assert {l.split("\t")[3] for l in lines[1:]} <= {"baseline", "keep", "discard", "crash"}
+    out = workdir / "results.tsv"
+    assert run_cli("export", "--out", str(out), cwd=workdir).returncode == 0
+    assert out.read_text() == tsv.stdout
+
+
+def test_bad_arguments_give_one_line_and_exit_2(workdir: Path) -> None:
+    for args in (["run", "--levels", "x"], ["run", "--bogus"], ["run", "--level-model", "two=x"]):
+        res = run_cli(*args, cwd=workdir)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("recur: error:") and len(res.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in res.stderr
+    res = run_cli("run", "--task", "nope", cwd=workdir)
+    assert res.returncode == 1 and "unknown task 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_second_run_refuses_while_the_workspace_is_locked(workdir: Path) -> None:
+    first = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--max-trials", "400"], cwd=workdir,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (workdir / ".recur" / "trace.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        second = run_cli("run", "--task", "synthetic", "--max-trials", "3", cwd=workdir)
+        assert second.returncode == 1
+        assert "in use by a running recur" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # kill -9 released the lock: a resume can take it
+    again = run_cli("run", "--resume", "--max-trials", "3", cwd=workdir)
+    assert "in use" not in again.stderr
+
+
+def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> None:
+    total = 40
+    proc = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--max-trials", str(total), "--seed", "7"],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    db = workdir / ".recur" / "trace.db"
+    deadline = time.monotonic() + 120
+    finished = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                finished = conn.execute("SELECT count(*) FROM trials WHERE status!='running'").fetchone()[0]
+            if finished >= 8:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    res = run_cli("run", "--resume", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    trace = _trace(workdir)
+    run_id = trace.run()["id"]
+    trials = trace.trials(run_id, level=1)
+    ids = [t["id"] for t in trials]
+    assert len(ids) == len(set(ids)) == total
+    assert all(t["status"] != "running" for t in trials)
+    steps = sorted((t["scope"], t["step"]) for t in trials)
+    by_scope: dict[str, list[int]] = {}
+    for scope, step in steps:
+        by_scope.setdefault(scope, []).append(step)
+    for scope, s in by_scope.items():
+        assert s == list(range(len(s))), f"gap or repeat in {scope}"
+    assert trace.run(run_id)["status"] == "finished"
+    # kept commits recorded in the trace all exist on the run branch
+    repo = git.Repo(workdir / ".recur" / "runs" / run_id / "work")
+    on_branch = {c.hexsha for c in repo.iter_commits(f"recur/{run_id}")}
+    assert {t["commit_sha"] for t in trials if t["kept"]} <= on_branch
+
+
+def test_resume_without_a_run_is_a_clear_error(workdir: Path) -> None:
+    res = run_cli("run", "--resume", cwd=workdir)
+    assert res.returncode == 1 and "nothing to resume" in res.stderr
+
+
+SOURCE = "# doc\nLR = 0.003  # keep me\nDEPTH = 4\nNAME = 'gelu'\n\ndef f():\n    LR = 1\n"
+SPACE = {"LR": {"type": "float", "low": 1e-5, "high": 1.0, "log": True}, "DEPTH": {"type": "int", "low": 1, "high": 8},
+         "NAME": {"type": "choice", "choices": ["gelu", "relu"]}}
+
+
+def test_param_edits_keep_formatting_and_reject_bad_values() -> None:
+    out = apply_params(SOURCE, {"LR": 0.01, "DEPTH": 6, "NAME": "relu"}, SPACE)
+    assert "LR = 0.01  # keep me" in out and "DEPTH = 6" in out and "NAME = 'relu'" in out
+    assert "    LR = 1" in out  # function bodies untouched
+    for bad, msg in [({"NOPE": 1}, "unknown parameter"), ({"DEPTH": 2.5}, "integer"), ({"DEPTH": 99}, "outside"),
+                     ({"LR": "x"}, "number"), ({"NAME": "tanh"}, "not one of"), ({}, "at least one")]:
+        with pytest.raises(EditError, match=msg):
+            apply_params(SOURCE, bad, SPACE)
+
+
+def test_unified_diff_applies_and_bad_diffs_are_rejected() -> None:
+    diff = "--- a/train.py\n+++ b/train.py\n@@ -3,1 +3,1 @@\n-DEPTH = 4\n+DEPTH = 5\n"
+    assert "DEPTH = 5" in apply_unified_diff(SOURCE, diff)
+    with pytest.raises(EditError, match="expects"):
+        apply_unified_diff(SOURCE, "@@ -3,1 +3,1 @@\n-DEPTH = 7\n+DEPTH = 5\n")
+    with pytest.raises(EditError, match="does not parse"):
+        apply_unified_diff(SOURCE, "@@ -3,1 +3,1 @@\n-DEPTH = 4\n+DEPTH = (\n")
+    with pytest.raises(EditError, match="no hunks"):
+        apply_unified_diff(SOURCE, "not a diff")
