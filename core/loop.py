@@ -78,11 +78,14 @@ def drive(
     budget: Budget,
     parallel: int = 1,
     on_trial: Callable[[Trial, bool], None] | None = None,
+    seed_scope: str | None = None,
 ) -> list[Trial]:
     """Run ``loop`` for up to ``steps`` candidates in ``scope`` under ``budget``; resume-safe.
 
     ``parallel`` > 1 proposes that many candidates from the same history and evaluates them concurrently,
     then accepts and records them in step order. ``on_trial(trial, replayed)`` feeds progress displays.
+    Trial seeds derive from ``seed_scope`` (default ``scope``) and the step, so a candidate window and its
+    control window given the same ``seed_scope`` run on the same seeds (a paired comparison).
     """
     history: list[Trial] = []
     step = 0
@@ -108,7 +111,7 @@ def drive(
             if row is not None:  # died while running: evaluate the same candidate again, never re-propose
                 candidate = row.candidate
             else:
-                ctx = StepContext(run_id, scope, i, trial_id, derive_seed(run_id, trial_id), list(history))
+                ctx = StepContext(run_id, scope, i, trial_id, derive_seed(run_id, seed_scope or scope, i), list(history))
                 candidate = loop.propose(ctx)
             trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
             batch.append((i, candidate))

@@ -8,12 +8,12 @@ Commits carry a ``Recur-Trial`` trailer, which makes recording idempotent on res
 from __future__ import annotations
 
 import io
-import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 import git
+
+from recur.core.gitplumbing import commit_files
 
 
 class TaskRepo:
@@ -66,28 +66,7 @@ class TaskRepo:
 
     def commit_file(self, branch: str, parent: str, name: str, content: str, message: str) -> str:
         """Commit ``content`` as ``name`` on top of ``parent`` and move ``branch`` there; returns the sha."""
-        g = self.repo.git
-        fd, index = tempfile.mkstemp(prefix="recur-index-")
-        os.close(fd)
-        env = {"GIT_INDEX_FILE": index}
-        try:
-            g.read_tree(parent, env=env)
-            blob = self._blob(content)
-            g.update_index("--add", "--cacheinfo", f"100644,{blob},{name}", env=env)
-            tree = g.write_tree(env=env)
-        finally:
-            os.unlink(index)
-        sha = g.commit_tree(tree, "-p", parent, "-m", message)
-        g.update_ref(f"refs/heads/{branch}", sha)
-        return sha
-
-    def _blob(self, content: str) -> str:
-        with tempfile.NamedTemporaryFile("w", delete=False, suffix=".blob") as fh:
-            fh.write(content)
-        try:
-            return self.repo.git.hash_object("-w", fh.name)
-        finally:
-            os.unlink(fh.name)
+        return commit_files(self.repo, parent, {name: content}, message, branch=branch)
 
     def sync_worktree(self, branch: str) -> None:
         """Show ``branch`` in the work tree (the user-visible checkout of the main line)."""

@@ -66,7 +66,7 @@ class Level1:
 
     def run_window(self, scope: str, start_sha: str, start_metric: float | None,
                    mechanisms: list[ActiveMechanism], steps: int, branch: str | None = None,
-                   baseline_steps: int = 0) -> WindowResult:
+                   baseline_steps: int = 0, seed_scope: str | None = None) -> WindowResult:
         rt = self.rt
         branch = branch or rt.window_branch(scope)
         if not rt.repo.has_branch(branch):
@@ -77,7 +77,7 @@ class Level1:
         loop = InnerLoop(rt, state, policy, baseline_steps)
         try:
             history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, parallel=rt.settings.get("workers", 1),
-                            on_trial=rt.on_trial)
+                            on_trial=rt.on_trial, seed_scope=seed_scope)
         finally:
             close_policy(policy)
         if branch == rt.main_branch:

@@ -1,0 +1,1 @@
+"""recur.mechanism_store: the safety gate (static policy, property tests) and the git store of mechanisms."""

@@ -1,0 +1,346 @@
+"""The mechanism store: a git repository (default ``.recur/store``) whose branches are mechanism candidates.
+
+Layout (plain git works on it too):
+
+* ``main`` holds the promoted state: ``mechanisms/L<k>/<slug>.py`` and ``active/L<k>.toml`` (``mechanisms = [...]``,
+  the mechanisms active at level k, in hook order).
+* each candidate is a branch ``mech/L<k>/<slug>-<hash>`` off main (or off its parent mechanism's branch): one
+  commit adding the module and enabling it in ``active/L<k>.toml``. Metadata lives in commit trailers
+  (Level, Parent, Model, Diagnosis, Score, CI, Hook-Calls, Status); a status change is a new (empty) commit
+  on the branch with updated trailers, so ``git log`` shows the whole story.
+* promotion merges the branch into main (a two-parent commit); rejected branches stay, marked by Status.
+
+All writes go through git plumbing under a lock file, never through the work tree, so a dirty work tree or a
+second writer gives a clear error instead of lost commits.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import tomllib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import git
+
+from recur.core.gitplumbing import commit_files
+
+STATUSES = ("candidate", "promoted", "rejected", "inactive", "unsafe", "applied")
+TRAILER_KEYS = ("Level", "Parent", "Model", "Diagnosis", "Score", "CI", "Hook-Calls", "Status", "Family", "Held-Out")
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+class StoreError(Exception):
+    """A store operation failed (corrupt or missing branch, concurrent writer, unknown name): one clear line."""
+
+
+@dataclass
+class MechanismInfo:
+    """One mechanism branch as listed: name, level, status and the rest of its trailers."""
+
+    branch: str
+    sha: str
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.branch.split("/", 2)[-1]
+
+    @property
+    def slug(self) -> str:
+        return self.trailers.get("Slug") or self.name.rsplit("-", 1)[0]
+
+    @property
+    def level(self) -> int:
+        return int(self.trailers.get("Level", self.branch.split("/")[1][1:]))
+
+    @property
+    def status(self) -> str:
+        return self.trailers.get("Status", "candidate")
+
+    @property
+    def parent(self) -> str | None:
+        return self.trailers.get("Parent") or None
+
+    @property
+    def score(self) -> float | None:
+        try:
+            return float(self.trailers["Score"])
+        except (KeyError, ValueError):
+            return None
+
+
+def format_trailers(trailers: dict[str, Any]) -> str:
+    lines = []
+    for key, value in trailers.items():
+        if value is None or value == "":
+            continue
+        text = " ".join(str(value).split())  # trailers are single lines
+        lines.append(f"{key}: {text}")
+    return "\n".join(lines)
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The last paragraph's ``Key: value`` lines."""
+    block = message.strip().split("\n\n")[-1]
+    out = {}
+    for line in block.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and re.match(r"^[A-Za-z][A-Za-z-]*$", key):
+            out[key] = value.strip()
+    return out
+
+
+def module_path(level: int, slug: str) -> str:
+    """Modules live per level, so a port to another level never overwrites the original; a new variant with
+    the same slug at the same level replaces the old one when promoted (it is a patch of it)."""
+    return f"mechanisms/L{level}/{slug}.py"
+
+
+def active_toml(names: list[str]) -> str:
+    inner = ", ".join(f'"{n}"' for n in names)
+    return f"# mechanisms active at this level, in hook order\nmechanisms = [{inner}]\n"
+
+
+class MechanismStore:
+    def __init__(self, path: Path, create: bool = True):
+        self.path = Path(path)
+        try:
+            if (self.path / ".git").exists():
+                self.repo = git.Repo(self.path)
+            elif create:
+                self.repo = self._init()
+            else:
+                raise StoreError(f"no mechanism store at {self.path}")
+        except git.InvalidGitRepositoryError as exc:
+            raise StoreError(f"{self.path} is not a readable git repository: {exc}") from None
+        try:
+            self.main_sha = self.repo.git.rev_parse("--verify", "refs/heads/main")
+        except git.GitCommandError:
+            raise StoreError(f"the store at {self.path} has no main branch (corrupt store?)") from None
+
+    def _init(self) -> git.Repo:
+        self.path.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(self.path, initial_branch="main")
+        with repo.config_writer() as cfg:
+            cfg.set_value("user", "name", "recur")
+            cfg.set_value("user", "email", "recur@localhost")
+        readme = ("# recur mechanism store\n\nmain: promoted mechanisms and active/L<k>.toml; "
+                  "branches mech/L<k>/<slug>-<hash>: candidates, with metadata in commit trailers.\n")
+        sha = commit_files(repo, None, {"README.md": readme}, "store created", parents=[], branch="main")
+        repo.git.reset("--hard", sha)
+        return repo
+
+    # ------------------------------------------------------------ locking
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        lock = Path(self.repo.git_dir) / "recur-store.lock"
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"the mechanism store {self.path} is being written by another process; try again") from None
+            try:
+                self.main_sha = self._rev("main")
+                yield
+            except git.GitCommandError as exc:
+                raise StoreError(f"git failed on the store: {exc.stderr.strip() or exc}") from None
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _rev(self, ref: str) -> str:
+        try:
+            return self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+        except git.GitCommandError:
+            raise StoreError(f"branch or commit {ref!r} is missing or corrupt in the store") from None
+
+    def _sync_worktree(self) -> None:
+        """Show main in the work tree, unless the user has local edits there (never overwrite them)."""
+        if self.repo.is_dirty(untracked_files=False):
+            return
+        self.repo.git.reset("--hard", "refs/heads/main")
+
+    def _read(self, rev: str, path: str) -> str | None:
+        try:
+            return self.repo.git.show(f"{rev}:{path}", strip_newline_in_stdout=False)
+        except git.GitCommandError:
+            return None
+
+    def active_names(self, level: int, rev: str = "main") -> list[str]:
+        text = self._read(rev, f"active/L{level}.toml")
+        if not text:
+            return []
+        try:
+            return list(tomllib.loads(text).get("mechanisms", []))
+        except tomllib.TOMLDecodeError as exc:
+            raise StoreError(f"active/L{level}.toml on {rev} is not valid TOML: {exc}") from None
+
+    # ------------------------------------------------------------- writes
+    def add_candidate(self, level: int, slug: str, source: str, *, parent: str | None = None,
+                      trailers: dict[str, Any] | None = None, title: str | None = None) -> MechanismInfo:
+        """Commit a gated module as branch ``mech/L<level>/<slug>-<hash>``; idempotent for the same source."""
+        if not _SLUG.match(slug):
+            raise StoreError(f"invalid mechanism slug {slug!r} (lowercase letters, digits, _; start with a letter)")
+        digest = hashlib.sha256(f"{level}\n{parent or ''}\n{source}".encode()).hexdigest()[:8]
+        branch = f"mech/L{level}/{slug}-{digest}"
+        with self._writing():
+            if self._exists(branch):
+                return self.info(branch)
+            base = self._rev(f"refs/heads/{parent}") if parent else self.main_sha
+            names = [n for n in self.active_names(level, base) if n != slug] + [slug]
+            meta = {"Level": level, "Slug": slug, "Parent": parent, "Base": base, **(trailers or {}), "Status": "candidate"}
+            message = f"{title or f'add {slug} at level {level}'}\n\n{format_trailers(meta)}\n"
+            commit_files(self.repo, base, {f"mechanisms/L{level}/{slug}.py": source, f"active/L{level}.toml": active_toml(names)},
+                         message, branch=branch)
+            return self.info(branch)
+
+    def update(self, name: str, status: str | None = None, message: str | None = None, **trailers: Any) -> MechanismInfo:
+        """Record new metadata (status, score, CI, hook calls...) as an empty commit on the branch."""
+        if status is not None and status not in STATUSES:
+            raise StoreError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        with self._writing():
+            info = self.info(name)
+            meta = {**info.trailers, **{k.replace("_", "-"): v for k, v in trailers.items()}}
+            if status:
+                meta["Status"] = status
+            title = message or f"{info.name}: {status or 'update'}"
+            commit_files(self.repo, info.sha, {}, f"{title}\n\n{format_trailers(meta)}\n", branch=info.branch,
+                         expect_old=info.sha)
+            return self.info(info.branch)
+
+    def promote(self, name: str, **trailers: Any) -> MechanismInfo:
+        """Mark promoted and merge into main: main gets the module and the mechanism joins active/L<k>.toml."""
+        info = self.update(name, "promoted", **trailers)
+        with self._writing():
+            module = self._read(info.sha, module_path(info.level, info.slug))
+            if module is None:
+                raise StoreError(f"{info.branch} has no {module_path(info.level, info.slug)} (corrupt branch)")
+            names = [n for n in self.active_names(info.level) if n != info.slug] + [info.slug]
+            message = f"promote {info.name} at level {info.level}\n\n{format_trailers({'Merged': info.branch, 'Level': info.level})}\n"
+            commit_files(self.repo, self.main_sha, {module_path(info.level, info.slug): module,
+                                                    f"active/L{info.level}.toml": active_toml(names)},
+                         message, parents=[self.main_sha, info.sha], branch="main", expect_old=self.main_sha)
+            self._sync_worktree()
+        return self.info(info.branch)
+
+    def deactivate(self, level: int, slug: str) -> None:
+        """Take a mechanism out of main's active list for a level (its module and history stay)."""
+        with self._writing():
+            names = [n for n in self.active_names(level) if n != slug]
+            commit_files(self.repo, self.main_sha, {f"active/L{level}.toml": active_toml(names)},
+                         f"deactivate {slug} at level {level}\n", branch="main", expect_old=self.main_sha)
+            self._sync_worktree()
+
+    def port(self, name: str, to_level: int, source: str | None = None, **trailers: Any) -> MechanismInfo:
+        """Recursive bootstrapping: the same mechanism as a new candidate at another level (Parent = original)."""
+        info = self.info(name)
+        module = source if source is not None else self._read(info.sha, module_path(info.level, info.slug))
+        if module is None:
+            raise StoreError(f"{info.branch} has no module to port (corrupt branch)")
+        meta = {"Model": info.trailers.get("Model"), "Family": info.trailers.get("Family"),
+                "Diagnosis": f"port of {info.name} from level {info.level}", **trailers}
+        return self.add_candidate(to_level, info.slug, module, parent=info.branch, trailers=meta,
+                                  title=f"port {info.name} to level {to_level}")
+
+    # -------------------------------------------------------------- reads
+    def _exists(self, branch: str) -> bool:
+        try:
+            self.repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}")
+            return True
+        except git.GitCommandError:
+            return False
+
+    def resolve(self, name: str) -> str:
+        """A branch name from a full name, ``<slug>-<hash>``, or a unique slug."""
+        if name.startswith("mech/") and self._exists(name):
+            return name
+        matches = [m.branch for m in self.list() if m.name == name or m.branch.endswith("/" + name)]
+        if not matches:
+            matches = [m.branch for m in self.list() if m.slug == name]
+        if not matches:
+            raise StoreError(f"no mechanism named {name!r} in the store (see `recur mech list`)")
+        if len(set(matches)) > 1:
+            raise StoreError(f"{name!r} is ambiguous: {', '.join(sorted(set(matches))[:6])}")
+        return matches[0]
+
+    def info(self, name: str) -> MechanismInfo:
+        branch = self.resolve(name)
+        sha = self._rev(f"refs/heads/{branch}")
+        return MechanismInfo(branch, sha, parse_trailers(self.repo.git.log("-1", "--format=%B", sha)))
+
+    def list(self, level: int | None = None, status: str | None = None) -> list[MechanismInfo]:
+        """All mechanism branches with their trailers, in one ``for-each-ref`` call (fast on 10,000 branches)."""
+        out = self.repo.git.for_each_ref("refs/heads/mech/", "--format=%(refname:strip=2)%00%(objectname)%00%(contents)%01")
+        infos = []
+        for record in out.split("\x01"):
+            record = record.strip("\n")
+            if not record:
+                continue
+            parts = record.split("\x00", 2)
+            if len(parts) < 3:
+                continue
+            info = MechanismInfo(parts[0], parts[1], parse_trailers(parts[2]))
+            if level is not None and info.level != level:
+                continue
+            if status is not None and info.status != status:
+                continue
+            infos.append(info)
+        return infos
+
+    def source(self, name: str) -> str:
+        info = self.info(name)
+        text = self._read(info.sha, module_path(info.level, info.slug))
+        if text is None:
+            raise StoreError(f"{info.branch} has no {module_path(info.level, info.slug)} (corrupt branch)")
+        return text
+
+    def active(self, level: int) -> list[tuple[str, str]]:
+        """(slug, source) of the mechanisms promoted and active at ``level`` on main, in hook order."""
+        out = []
+        for slug in self.active_names(level):
+            text = self._read("main", module_path(level, slug))
+            if text is None:
+                raise StoreError(f"active/L{level}.toml names {slug!r} but main has no {module_path(level, slug)}")
+            out.append((slug, text))
+        return out
+
+    def diff(self, a: str, b: str | None = None) -> str:
+        """Unified diff of a mechanism against the commit it was derived from (``Base`` trailer), or against
+        another mechanism: the same text as ``git -C STORE diff BASE mech/...``."""
+        left = self.info(a)
+        if b is None:
+            base = left.trailers.get("Base")
+            if not base:
+                raise StoreError(f"{left.branch} has no Base trailer to diff against")
+            return self.repo.git.diff(base, left.sha)
+        return self.repo.git.diff(left.sha, self.info(b).sha)
+
+    def lineage(self, name: str) -> list[tuple[int, MechanismInfo]]:
+        """The tree of Parent links through ``name``: its ancestors first, then every descendant (depth, info)."""
+        infos = {m.branch: m for m in self.list()}
+        target = infos.get(self.resolve(name))
+        assert target is not None
+        root = target
+        seen = {root.branch}
+        while root.parent and root.parent in infos and root.parent not in seen:
+            root = infos[root.parent]
+            seen.add(root.branch)
+        children: dict[str, list[MechanismInfo]] = {}
+        for m in infos.values():
+            if m.parent:
+                children.setdefault(m.parent, []).append(m)
+        out: list[tuple[int, MechanismInfo]] = []
+        stack = [(0, root)]
+        visited: set[str] = set()
+        while stack:
+            depth, node = stack.pop()
+            if node.branch in visited:
+                continue
+            visited.add(node.branch)
+            out.append((depth, node))
+            for child in sorted(children.get(node.branch, []), key=lambda m: m.branch, reverse=True):
+                stack.append((depth + 1, child))
+        return out
