@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("scripted", "--model", help="Model for every level: offline (embedded), scripted (non-LLM baseline), or any litellm model string."),
         api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...)."),
         level_model: list[str] = typer.Option([], "--level-model", help="Per-level model override, LEVEL=MODEL (repeatable)."),
-        max_trials: int = typer.Option(20, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included."),
+        max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included (default: 20 at --levels 1, two top-level candidates above)."),
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Stop after this much trial time."),
         max_usd: Optional[float] = typer.Option(None, "--max-usd", min=0, help="Stop when model spend reaches this."),
@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
         baseline_repeats: int = typer.Option(2, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
         min_delta: float = typer.Option(0.0, "--min-delta", min=0, help="Smallest improvement that counts, besides 2 sigma of noise."),
         data: Optional[Path] = typer.Option(None, "--data", help="Train on your own text files in this folder."),
-        window: int = typer.Option(4, "--window", min=1, help="Level-1 trials per window when an outer level evaluates a mechanism."),
+        window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window when an outer level evaluates a mechanism."),
         meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
+        pairs: int = typer.Option(1, "--pairs", min=1, help="Candidate/control window pairs per mechanism (>= 2 enables the bootstrap CI gate)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run with its stored options."),
     ) -> None:
@@ -54,11 +55,12 @@ def register(app: typer.Typer) -> None:
                           level_models=_parse_level_models(level_model), max_trials=max_trials,
                           trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
-                          data=str(data.resolve()) if data else None, window=window, meta_window=meta_window)
+                          data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
+                          pairs=pairs)
         out = console()
         try:
             with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:
-                progress.begin(r.run_id, r.opts)
+                progress.begin(r.run_id, r.opts, r.opts.plan()[2])
                 summary = r.execute()
         except (RunError, TaskError, TraceError, WorkspaceLocked) as exc:
             raise UserError(str(exc)) from None

@@ -28,9 +28,11 @@ class Progress:
     def __exit__(self, *exc: Any) -> None:
         self.bars.__exit__(*exc)
 
-    def begin(self, run_id: str, opts: Any) -> None:
+    def begin(self, run_id: str, opts: Any, plan: str) -> None:
         self.console.print(f"recur run {run_id}: task {opts.task} ({opts.preset or 'default preset'}), "
-                           f"{opts.levels} level(s), model {opts.model}, {opts.max_trials} level-1 trials")
+                           f"{opts.levels} level(s), model {opts.model}")
+        self.console.print(f"plan: {plan}", highlight=False)
+        self.top = opts.levels
         self.tasks[1] = self.bars.add_task("level 1", total=opts.max_trials, best="")
 
     def on_trial(self, trial: Trial, replayed: bool) -> None:
@@ -49,5 +51,9 @@ class Progress:
         tag = "replayed " if replayed else ""
         what = "baseline" if c.payload.get("baseline") else c.kind
         verdict = "keep" if d.keep else (o.status if not o.ok else "discard")
-        self.console.print(f"  {tag}L{level} {c.id.rsplit('/', 1)[-1]:>3} {what[:48]:<48} {metric:>8} {verdict:<8} "
-                           f"{o.cost.get('seconds', 0):5.1f}s {time.strftime('%H:%M:%S')}", highlight=False)
+        indent = "  " * (self.top - level) if hasattr(self, "top") else ""
+        if level > 1:
+            what = f"{c.payload.get('mechanism', c.kind)}"
+            verdict = "promote" if d.keep else o.status if o.status != "ok" else "reject"
+        self.console.print(f"{indent}{tag}L{level} {c.id.rsplit('/', 1)[-1]:>2} {what[:40]:<40} {metric:>9} {verdict:<8} "
+                           f"{o.cost.get('seconds', 0):4.1f}s", highlight=False)

@@ -22,7 +22,7 @@ from recur.core.trace import TraceStore
 from recur.core.workspace import Workspace
 from recur.levels.gitrepo import TaskRepo
 from recur.levels.runtime import Runtime
-from recur.levels.window import Level1, WindowResult
+from recur.levels.window import Level1, WindowResult, WindowStart
 
 
 class RunError(Exception):
@@ -37,7 +37,7 @@ class RunOptions:
     model: str = "scripted"
     api_base: str | None = None
     level_models: dict[str, str] = field(default_factory=dict)
-    max_trials: int = 20
+    max_trials: int | None = None  # None: 20 at level 1, two top-level candidates above
     trial_seconds: float | None = None
     max_seconds: float | None = None
     max_tokens: float | None = None
@@ -51,9 +51,15 @@ class RunOptions:
     meta_window: int = 2
     pairs: int = 1
 
+    def plan(self) -> tuple[int, int, str]:
+        """(top-level steps, total level-1 trials, printable plan); PlanError if it cannot fit."""
+        from recur.levels.stack import plan
+
+        return plan(self.levels, self.max_trials, self.baseline_repeats, self.window, self.meta_window, self.pairs)
+
     def budget(self) -> Budget:
         inf = math.inf
-        return Budget(trials=self.max_trials, seconds=self.max_seconds or inf, tokens=self.max_tokens or inf,
+        return Budget(trials=self.plan()[1], seconds=self.max_seconds or inf, tokens=self.max_tokens or inf,
                       usd=self.max_usd or inf)
 
 
@@ -93,6 +99,13 @@ class Run:
             else:
                 if opts is None:
                     raise RunError("no run options given")
+                from recur.levels.stack import PlanError
+
+                try:
+                    opts.max_trials = opts.plan()[1]
+                except PlanError as exc:
+                    raise RunError(str(exc)) from None
+                task_for(opts)  # fail fast on an unknown task or preset
                 self.opts = opts
                 self.run_id = new_run_id(opts.seed)
             self.on_trial = on_trial
@@ -147,13 +160,16 @@ class Run:
 
         rt.backend_factory = backend_factory(opts, rt)
         rt.invoker_factory = invoker_factory
+        from recur.mechanism_store.store import MechanismStore
+
+        rt.store = MechanismStore(self.ws.store_path)
         return rt
 
     def baseline(self, rt: Runtime) -> WindowResult:
         """Repeat the unmodified files with different seeds: the start metric and the noise threshold."""
         scope = f"{self.run_id}/baseline"
         start = self.config["initial_commit"]
-        result = Level1(rt).run_window(scope, start, None, [], steps=self.opts.baseline_repeats,
+        result = Level1(rt).run_window(scope, WindowStart(start, None), steps=self.opts.baseline_repeats,
                                        branch=rt.main_branch, baseline_steps=self.opts.baseline_repeats)
         metrics = [r.outcome.metric for r in self.trace.scope_rows(scope) if r.finished and r.outcome.ok]
         sigma = noise_sigma(metrics)
@@ -170,17 +186,16 @@ class Run:
         rt = self.setup()
         try:
             base = self.baseline(rt)
-            remaining = int(self.opts.max_trials) - self.opts.baseline_repeats
-            if remaining <= 0:
-                raise RunError(f"--max-trials {self.opts.max_trials} leaves no trials after "
-                               f"{self.opts.baseline_repeats} baseline repeats")
+            steps, _, _ = self.opts.plan()
+            remaining = steps
             if self.opts.levels == 1:
-                result = Level1(rt).run_window(f"{self.run_id}/L1", base.best_sha, base.best_metric, [],
+                active = {1: rt.store_active(1)} if rt.store is not None else {}
+                result = Level1(rt).run_window(f"{self.run_id}/L1", WindowStart(base.best_sha, base.best_metric, active),
                                                steps=remaining, branch=rt.main_branch)
             else:
                 from recur.levels.stack import run_stack
 
-                result = run_stack(rt, self.opts, base)
+                result = run_stack(rt, self.opts, base, steps)
             status = "finished" if not rt.budget.exhausted or rt.budget.exhausted_by() == "trials" else "budget"
             self.trace.finish_run(self.run_id, status)
             return {"run_id": self.run_id, "status": status, "start_metric": base.best_metric,

@@ -31,6 +31,28 @@ class Runtime:
     invoker_factory: Callable[[list], Any] | None = None  # mechanisms -> Invoker (the sandbox)
     settings: dict[str, Any] = field(default_factory=dict)
     on_trial: Callable[..., None] | None = None
+    store: Any = None  # MechanismStore, opened for every run so level-1 runs use promoted mechanisms too
+    source_cache: dict[str, str] = field(default_factory=dict)
+
+    def store_active(self, level: int) -> list:
+        """The mechanisms active at ``level`` on the store's main, named by their branch (``slug-hash``)."""
+        from recur.core.hooks import ActiveMechanism
+        from recur.mechanism_store.gate import defined_hooks
+
+        if self.store is None:
+            return []
+        promoted = {m.slug: m for m in self.store.list(level=level) if m.status in ("promoted", "applied")}
+        out = []
+        for slug, source in self.store.active(level):
+            name = promoted[slug].name if slug in promoted else slug
+            self.source_cache[name] = source
+            out.append(ActiveMechanism(name, source, defined_hooks(source)))
+        return out
+
+    def mechanism_source(self, name: str) -> str:
+        if name not in self.source_cache:
+            self.source_cache[name] = self.store.source(name)
+        return self.source_cache[name]
 
     @property
     def main_branch(self) -> str:

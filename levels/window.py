@@ -18,6 +18,27 @@ from recur.levels.runtime import Runtime
 
 
 @dataclass
+class WindowStart:
+    """Where a window begins (and, returned in its result, where it ended): the task commit and its metric,
+    and the mechanisms active at each level below the window's own. Windows never share mutable state, so a
+    candidate window and its control start from exactly the same place."""
+
+    sha: str
+    metric: float | None
+    active: dict[int, list[ActiveMechanism]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha": self.sha, "metric": self.metric,
+                "active": {str(k): [[m.name, m.hooks] for m in v] for k, v in self.active.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source_of) -> "WindowStart":
+        return cls(data["sha"], data["metric"],
+                   {int(k): [ActiveMechanism(name, source_of(name), hooks) for name, hooks in v]
+                    for k, v in data.get("active", {}).items()})
+
+
+@dataclass
 class WindowResult:
     scope: str
     start_metric: float | None
@@ -26,6 +47,7 @@ class WindowResult:
     trials: int  # level-1 trials spent inside the window (nested windows included)
     seconds: float
     hook_counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # "mech\thook" -> counts, this level only
+    final: WindowStart | None = None
 
     def gain(self, maximize: bool) -> float:
         """Improvement of the task metric over the window's start (never negative: the start is kept)."""
@@ -37,7 +59,7 @@ class WindowResult:
     def to_json(self) -> dict[str, Any]:
         return {"scope": self.scope, "start_metric": self.start_metric, "best_metric": self.best_metric,
                 "best_sha": self.best_sha, "trials": self.trials, "seconds": self.seconds,
-                "hook_counts": self.hook_counts}
+                "hook_counts": self.hook_counts, "final": self.final.to_json() if self.final else None}
 
 
 def make_policy(rt: Runtime, level: int, mechanisms: list[ActiveMechanism]) -> SearchPolicy:
@@ -64,10 +86,11 @@ class Level1:
     def __init__(self, rt: Runtime):
         self.rt = rt
 
-    def run_window(self, scope: str, start_sha: str, start_metric: float | None,
-                   mechanisms: list[ActiveMechanism], steps: int, branch: str | None = None,
+    def run_window(self, scope: str, start: WindowStart, steps: int, branch: str | None = None,
                    baseline_steps: int = 0, seed_scope: str | None = None) -> WindowResult:
         rt = self.rt
+        start_sha, start_metric = start.sha, start.metric
+        mechanisms = start.active.get(1, [])
         branch = branch or rt.window_branch(scope)
         if not rt.repo.has_branch(branch):
             rt.repo.set_branch(branch, start_sha)
@@ -87,7 +110,7 @@ class Level1:
             for hook in mech.hooks:
                 counts.setdefault((mech.name, hook), {"calls": 0, "errors": 0, "seconds": 0.0, "last_error": None})
         rt.trace.add_hook_calls(rt.run_id, scope, 1, counts)
-        best_sha = state.best_sha
-        return WindowResult(scope, start_metric, state.best, best_sha, trials=len(history),
+        return WindowResult(scope, start_metric, state.best, state.best_sha, trials=len(history),
                             seconds=sum(float(t.outcome.cost.get("seconds", 0.0)) for t in history),
-                            hook_counts=hook_counts_json(counts))
+                            hook_counts=hook_counts_json(counts),
+                            final=WindowStart(state.best_sha, state.best, dict(start.active)))
