@@ -211,9 +211,18 @@ class MechanismStore:
                          expect_old=info.sha)
             return self.info(info.branch)
 
-    def promote(self, name: str, **trailers: Any) -> MechanismInfo:
-        """Mark promoted and merge into main: main gets the module and the mechanism joins active/L<k>.toml."""
-        info = self.update(name, "promoted", **trailers)
+    def promote(self, name: str, status: str = "promoted", **trailers: Any) -> MechanismInfo:
+        """Mark promoted and merge into main: main gets the module and the mechanism joins active/L<k>.toml.
+
+        Idempotent: a branch already merged into main is not merged again (resume replays promotions)."""
+        current = self.info(name)
+        try:
+            self.repo.git.merge_base("--is-ancestor", current.sha, "refs/heads/main")
+            if current.status == status:
+                return current
+        except git.GitCommandError:
+            pass
+        info = self.update(name, status, **trailers)
         with self._writing():
             module = self._read(info.sha, module_path(info.level, info.slug))
             if module is None:

@@ -1,0 +1,145 @@
+"""``recur check`` and ``recur mech ...`` (registered into core's CLI by entry point)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+WORKDIR = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur).")
+
+
+def _store(workdir: Optional[Path]):
+    from recur.core.cli import UserError
+    from recur.core.workspace import Workspace
+    from recur.mechanism_store.store import MechanismStore, StoreError
+
+    ws = Workspace(workdir)
+    try:
+        return MechanismStore(ws.store_path, create=False)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _guard(fn):
+    """Turn store errors into one clear line."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from recur.core.cli import UserError
+        from recur.mechanism_store.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+def register(app: typer.Typer) -> None:
+    mech = typer.Typer(help="Browse and manage the mechanism store (git branches with trailers).", no_args_is_help=True)
+    app.add_typer(mech, name="mech")
+
+    @app.command()
+    def check(
+        target: str = typer.Argument(..., help="A mechanism module file, or a store branch/name."),
+        max_examples: int = typer.Option(25, "--max-examples", min=1, help="Hypothesis examples per property."),
+        seed: int = typer.Option(0, "--seed", help="Hypothesis seed."),
+        workdir: Optional[Path] = WORKDIR,
+    ) -> None:
+        """Static policy, then property tests of every hook in the sandbox; exit 1 on any failure."""
+        from recur.core.cli import UserError, console
+        from recur.mechanism_store.gate import gate
+
+        path = Path(target)
+        if path.exists():
+            source = path.read_text()
+        else:
+            source = _guard(lambda: _store(workdir).source(target))()
+        report = gate(source, max_examples=max_examples, seed=seed)
+        out = console()
+        if report.violations:
+            for v in report.violations:
+                out.print(f"[red]FAIL[/red] static {v.rule} at {target}:{v.line}:{v.column}: {v.message}", highlight=False)
+        else:
+            out.print(f"[green]PASS[/green] static policy ({len(report.hooks)} hook(s): {', '.join(report.hooks)})")
+        for p in report.properties:
+            tag = "[green]PASS[/green]" if p.passed else "[red]FAIL[/red]"
+            line = f"{tag} {p.hook}: {p.property}"
+            if not p.passed:
+                line += f" — {p.message}" + (f"\n      counterexample: {p.counterexample}" if p.counterexample else "")
+            out.print(line, highlight=False)
+        if not report.passed:
+            raise UserError(f"{target} failed the gate")
+        out.print("[green]passed[/green]: static policy and properties")
+
+    @mech.command("list")
+    @_guard
+    def list_(level: Optional[int] = typer.Option(None, "--level"), status: Optional[str] = typer.Option(None, "--status"),
+              workdir: Optional[Path] = WORKDIR) -> None:
+        """Mechanism branches: name, level, status, score, hook calls, parent."""
+        from rich.table import Table
+
+        from recur.core.cli import console
+
+        table = Table(title="mechanisms")
+        for col in ("name", "level", "status", "score", "hook calls", "parent"):
+            table.add_column(col)
+        for m in _store(workdir).list(level, status):
+            table.add_row(m.name, str(m.level), m.status, m.trailers.get("Score", "-"), m.trailers.get("Hook-Calls", "-"),
+                          (m.parent or "-").split("/", 2)[-1])
+        console().print(table)
+
+    @mech.command()
+    @_guard
+    def show(name: str, workdir: Optional[Path] = WORKDIR) -> None:
+        """A mechanism's metadata and source."""
+        from recur.core.cli import console
+
+        store = _store(workdir)
+        info = store.info(name)
+        out = console()
+        out.print(f"{info.branch}  ({info.sha[:10]})", highlight=False)
+        for k, v in info.trailers.items():
+            out.print(f"  {k}: {v}", highlight=False)
+        out.print(store.source(name), highlight=False, markup=False)
+
+    @mech.command()
+    @_guard
+    def diff(a: str, b: Optional[str] = typer.Argument(None), workdir: Optional[Path] = WORKDIR) -> None:
+        """Unified diff of A against its base, or of A against B (same as `git -C .recur/store diff`)."""
+        typer.echo(_store(workdir).diff(a, b))
+
+    @mech.command()
+    @_guard
+    def lineage(name: str, workdir: Optional[Path] = WORKDIR) -> None:
+        """The tree of Parent links through NAME, across levels, with scores and statuses."""
+        from rich.tree import Tree
+
+        from recur.core.cli import console
+
+        nodes = _store(workdir).lineage(name)
+        root = None
+        stack: list = []
+        for depth, m in nodes:
+            label = f"{m.name} [L{m.level}] {m.status} score={m.trailers.get('Score', '-')}"
+            if root is None:
+                root = Tree(label)
+                stack = [root]
+                continue
+            stack = stack[:depth]
+            stack.append(stack[-1].add(label))
+        console().print(root)
+
+    @mech.command()
+    @_guard
+    def apply(name: str, level: int = typer.Option(..., "--level", min=1), workdir: Optional[Path] = WORKDIR) -> None:
+        """Make NAME active at LEVEL by hand: ported there first if it belongs to another level."""
+        store = _store(workdir)
+        info = store.info(name)
+        if info.level != level:
+            info = store.port(info.branch, level, Diagnosis=f"applied by hand from {info.name}")
+        store.promote(info.branch, status="applied")
+        typer.echo(f"{info.branch} is active at level {level}")
