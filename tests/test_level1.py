@@ -101,8 +101,11 @@ def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> No
     finished = 0
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
-            with sqlite3.connect(db) as conn:
-                finished = conn.execute("SELECT count(*) FROM trials WHERE status!='running'").fetchone()[0]
+            try:
+                with sqlite3.connect(db) as conn:
+                    finished = conn.execute("SELECT count(*) FROM trials WHERE status!='running'").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is being created
+                finished = 0
             if finished >= 8:
                 break
         time.sleep(0.05)
