@@ -136,8 +136,9 @@ def estimate_tokens(text: str) -> int:
     return int(math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
-def _messages_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(estimate_tokens(str(m.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+def _messages_tokens(messages: list[dict[str, Any]], count: Callable[[str], int] | None = None) -> int:
+    count = count or estimate_tokens
+    return sum(count(str(m.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
 def _shorten(text: str, drop_chars: int, keep: str) -> tuple[str, int]:
@@ -155,10 +156,12 @@ def _shorten(text: str, drop_chars: int, keep: str) -> tuple[str, int]:
     return text[:cut], len(text) - cut
 
 
-def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None,
+                 count: Callable[[str], int] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Shorten a conversation so its estimated size fits ``max_tokens`` prompt tokens; strip cut markers.
 
-    Tokens are estimated as len(text)/3.5 plus 4 per message. In order, until the prompt fits:
+    Tokens are counted with ``count(text)`` (the model's tokenizer when known; default len(text)/3.5) plus 4 per
+    message. In order, until the prompt fits:
       1. marked sections (``cut_section``) are shortened, the largest first, from their old end (or their
          tail when marked ``keep="head"``), at line boundaries; a note ``[... N characters cut ...]`` stays;
       2. the oldest messages other than the first system message and the last message are dropped;
@@ -203,7 +206,7 @@ def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None) -> tupl
     cuts: list[dict[str, Any]] = []
 
     def total() -> int:
-        return _messages_tokens([render(i) for i in keep_idx])
+        return _messages_tokens([render(i) for i in keep_idx], count)
 
     before = total()
     if max_tokens is None or before <= max_tokens:
@@ -480,9 +483,18 @@ class LLMClient:
         return self._context_tokens  # type: ignore[return-value]
 
     def prompt_budget(self) -> int | None:
-        """Tokens a prompt may use: the context window less the answer's ``max_tokens`` (None when unknown)."""
+        """Tokens a prompt may use: the context window less the answer's ``max_tokens`` and a 32-token margin
+        for the chat template (None when the context window is unknown)."""
         ctx = self.context_tokens
-        return None if ctx is None else max(64, ctx - self.config.max_tokens)
+        return None if ctx is None else max(64, ctx - self.config.max_tokens - 32)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model: exact for ``offline`` (its tokenizer), else len(text)/3.5."""
+        if self.offline:
+            from recur.core import offline_model
+
+            return offline_model.count_tokens(text)
+        return estimate_tokens(text)
 
     # ------------------------------------------------------------------ calls
     def _prepare(self) -> None:
@@ -605,7 +617,8 @@ class LLMClient:
 
         reasks = 0
         while True:
-            sent, cut_report = fit_messages(conversation, self.prompt_budget())
+            sent, cut_report = fit_messages(conversation, self.prompt_budget(),
+                                            self.count_tokens if self.offline else None)
             try:
                 resp, rec = one_request(sent)
             except Exception as exc:

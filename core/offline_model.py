@@ -111,6 +111,13 @@ def load_seconds() -> float | None:
     return _load_seconds
 
 
+def count_tokens(text: str) -> int:
+    """Exact SmolLM2 token count of ``text`` (no BOS, no chat template)."""
+    if not text:
+        return 0
+    return len(get_model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
 # --------------------------------------------------------------------------------------------- schemas
 def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema handed to llama.cpp's JSON-schema-to-grammar converter.

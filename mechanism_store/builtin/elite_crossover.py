@@ -1,0 +1,315 @@
+"""Elite archive and crossover (evolutionary search; GEAR-style best + diverse elites).
+
+The archive is rebuilt from ``history`` on every call: among ok trials with a finite metric (one entry per
+distinct parameter set, its best metric), the ``elites`` best, plus ``diverse`` more picked greedily from the
+better ``pool_fraction`` of the rest as the points farthest (maximin, in the space's normalised coordinates)
+from the archive so far.
+
+``propose`` appends ``children`` proposals, each a uniform crossover of two archive members (one of them a
+best elite): a parameter both parents set is taken from either with equal chance, one only a parent set is
+inherited with chance 1/2. Then each numeric parameter is mutated with probability ``mutation_rate`` by a
+Gaussian step of ``sigma`` of its normalised range (log-scaled where the space says ``log``), each choice
+switched with probability ``mutation_rate`` / 2; a child equal to a parent is always mutated once.
+Only parameters of ``context["space"]`` are set (values clipped into their range), frozen ones never. ``kind`` is the child's sorted parameter names joined by ",", except
+when both parents share a kind that is not such a name list (a family name, say): then that kind.
+"""
+import json
+import math
+
+from recur.core.mechanism_api import Mechanism
+
+
+def _is_number(value):
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _axis(spec):
+    """[kind, low, high, log, choices] for a usable space entry, else None."""
+    if not isinstance(spec, dict):
+        return None
+    kind = spec.get("type")
+    if kind == "bool":
+        return ["choice", 0.0, 1.0, False, [False, True]]
+    if kind == "choice":
+        choices = spec.get("choices")
+        if isinstance(choices, list) and choices:
+            return ["choice", 0.0, 1.0, False, list(choices)]
+        return None
+    if kind != "float" and kind != "int":
+        return None
+    low = spec.get("low")
+    high = spec.get("high")
+    if not _is_number(low) or not _is_number(high):
+        return None
+    low = float(low)
+    high = float(high)
+    if high < low:
+        low, high = high, low
+    log = bool(spec.get("log", False)) and low > 0
+    if kind == "int":
+        low = float(math.ceil(low))
+        high = float(math.floor(high))
+        if high < low:
+            return None
+    return [kind, low, high, log, None]
+
+
+def _to_unit(value, axis):
+    if axis[0] == "choice":
+        choices = axis[4]
+        for i in range(len(choices)):
+            if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
+                return (i + 0.5) / len(choices)
+        return None
+    if not _is_number(value):
+        return None
+    low = axis[1]
+    high = axis[2]
+    value = float(value)
+    if axis[3]:
+        if value <= 0:
+            return 0.0
+        span = math.log(high) - math.log(low)
+        if span <= 0:
+            return 0.5
+        u = (math.log(value) - math.log(low)) / span
+    else:
+        span = high - low
+        if span <= 0:
+            return 0.5
+        u = (value - low) / span
+    return min(max(u, 0.0), 1.0)
+
+
+def _from_unit(u, axis):
+    u = min(max(u, 0.0), 1.0)
+    if axis[0] == "choice":
+        choices = axis[4]
+        return choices[min(int(u * len(choices)), len(choices) - 1)]
+    low = axis[1]
+    high = axis[2]
+    if axis[3]:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    if axis[0] == "int":
+        return int(min(max(round(value), low), high))
+    value = float("%.6g" % value)
+    return min(max(value, low), high)
+
+
+def _valid(value, axis):
+    """``value`` made valid for the axis (clipped into range, rounded for ints), or None if it cannot be."""
+    if axis[0] == "choice":
+        if _to_unit(value, axis) is None:
+            return None
+        return value
+    if not _is_number(value):
+        return None
+    value = min(max(float(value), axis[1]), axis[2])
+    if axis[0] == "int":
+        return int(round(value))
+    return value
+
+
+def _params(record):
+    if not isinstance(record, dict):
+        return {}
+    payload = record.get("payload")
+    if not isinstance(payload, dict):
+        return {}
+    params = payload.get("params")
+    if not isinstance(params, dict):
+        return {}
+    return params
+
+
+def _finite(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _canon(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _distance(a, b, axes):
+    total = 0.0
+    names = {}
+    for name in a:
+        names[name] = True
+    for name in b:
+        names[name] = True
+    for name in names:
+        if name not in a or name not in b:
+            total += 0.25
+            continue
+        axis = axes.get(name)
+        ua = None
+        ub = None
+        if axis is not None:
+            ua = _to_unit(a[name], axis)
+            ub = _to_unit(b[name], axis)
+        if ua is None or ub is None:
+            if _canon(a[name]) != _canon(b[name]):
+                total += 1.0
+            continue
+        total += (ua - ub) ** 2
+    return math.sqrt(total)
+
+
+def _archive(history, maximize, n_best, n_diverse, pool_fraction, axes):
+    best = {}
+    order = []
+    for record in history:
+        if not isinstance(record, dict) or record.get("status") != "ok":
+            continue
+        metric = _finite(record.get("metric"))
+        params = _params(record)
+        if metric is None or not params:
+            continue
+        score = metric if maximize else -metric
+        key = _canon(params)
+        if key not in best:
+            order.append(key)
+            best[key] = [score, record]
+        elif score > best[key][0]:
+            best[key] = [score, record]
+    ranked = []
+    for i in range(len(order)):
+        entry = best[order[i]]
+        ranked.append([-entry[0], i, entry[1]])
+    ranked.sort()
+    elites = [item[2] for item in ranked[:n_best]]
+    rest = [item[2] for item in ranked[n_best:]]
+    rest = rest[: max(int(math.ceil(len(rest) * pool_fraction)), 0)]
+    for _ in range(n_diverse):
+        if not rest or not elites:
+            break
+        far_index = 0
+        far_value = -1.0
+        for i in range(len(rest)):
+            nearest = min([_distance(_params(rest[i]), _params(e), axes) for e in elites])
+            if nearest > far_value:
+                far_value = nearest
+                far_index = i
+        elites.append(rest.pop(far_index))
+    return elites
+
+
+def _mutate(params, name, axis, sigma, rng):
+    if axis[0] == "choice":
+        choices = axis[4]
+        params[name] = choices[rng.randrange(len(choices))]
+        return
+    u = _to_unit(params[name], axis)
+    if u is None:
+        u = rng.random()
+    params[name] = _from_unit(u + rng.gauss(0.0, sigma), axis)
+
+
+def _label(record):
+    rid = record.get("id")
+    if not isinstance(rid, str):
+        rid = _canon(rid)
+    return "%s (metric %.6g)" % (rid[:40], float(record.get("metric")))
+
+
+class EliteCrossover(Mechanism):
+    """Append crossover children of two archive elites (best + diverse), with a small mutation."""
+
+    PARAMS = {"elites": 3, "diverse": 2, "pool_fraction": 0.5, "children": 2, "mutation_rate": 0.3, "sigma": 0.1}
+
+    def propose(self, context, rng):
+        p = self.PARAMS
+        proposals = list(context.get("proposals") or [])
+        history = context.get("history") or []
+        space = context.get("space")
+        if not isinstance(space, dict):
+            space = {}
+        frozen = {}
+        for name in context.get("frozen") or []:
+            frozen[str(name)] = True
+        axes = {}
+        for name in space:
+            axis = _axis(space[name])
+            if axis is not None and isinstance(name, str):
+                axes[name] = axis
+        n_best = max(int(p.get("elites", 3)), 1)
+        archive = _archive(
+            history,
+            context.get("maximize") is True,
+            n_best,
+            max(int(p.get("diverse", 2)), 0),
+            min(max(float(p.get("pool_fraction", 0.5)), 0.0), 1.0),
+            axes,
+        )
+        if len(archive) < 2:
+            return proposals
+        rate = min(max(float(p.get("mutation_rate", 0.3)), 0.0), 1.0)
+        sigma = max(float(p.get("sigma", 0.1)), 0.0)
+        added = []
+        for _ in range(max(int(p.get("children", 2)), 0)):
+            first = rng.randrange(min(n_best, len(archive)))
+            second = rng.randrange(len(archive) - 1)
+            if second >= first:
+                second += 1
+            a = archive[first]
+            b = archive[second]
+            pa = _params(a)
+            pb = _params(b)
+            names = sorted([str(k) for k in pa] + [str(k) for k in pb if k not in pa])
+            names = [n for n in names if n in axes and n not in frozen]
+            child = {}
+            for name in names:
+                if name in pa and name in pb:
+                    child[name] = pa[name] if rng.random() < 0.5 else pb[name]
+                elif rng.random() < 0.5:
+                    child[name] = pa[name] if name in pa else pb[name]
+            if not child:
+                for name in names:
+                    if name in pa:
+                        child[name] = pa[name]
+                if not child:
+                    continue
+            for name in sorted(child):
+                value = _valid(child[name], axes[name])
+                if value is None:
+                    child.pop(name)
+                else:
+                    child[name] = value
+            if not child:
+                continue
+            mutated = False
+            for name in sorted(child):
+                axis = axes.get(name)
+                if axis is None:
+                    continue
+                chance = rate / 2 if axis[0] == "choice" else rate
+                if rng.random() < chance:
+                    _mutate(child, name, axis, sigma, rng)
+                    mutated = True
+            key = _canon(child)
+            if key == _canon(pa) or key == _canon(pb):
+                options = [name for name in sorted(child) if name in axes]
+                if options:
+                    name = rng.choice(options)
+                    _mutate(child, name, axes[name], max(sigma, 0.05), rng)
+                    mutated = True
+            kind = ",".join(sorted(child))
+            parent_kind = a.get("kind")
+            if isinstance(parent_kind, str) and parent_kind == b.get("kind"):
+                if parent_kind != ",".join(sorted([str(k) for k in pa])):
+                    kind = parent_kind
+            rationale = "crossover of elites %s and %s" % (_label(a), _label(b))
+            if mutated:
+                rationale += " with mutation"
+            added.append({"kind": kind, "payload": {"params": child}, "rationale": rationale})
+        return proposals + added

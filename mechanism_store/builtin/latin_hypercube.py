@@ -1,0 +1,164 @@
+"""Latin hypercube proposals around the incumbent (design of experiments, "orthogonal exploration").
+
+``propose`` adds ``n`` points drawn from one Latin hypercube over up to ``dims`` non-frozen parameters of
+``context["space"]`` (0 = all of them). Each chosen parameter's range is cut into ``n`` strata and every
+stratum is used exactly once, so ``n`` proposals spread over each axis instead of clustering where the
+policy's prior points.
+
+Numbers (float/int, linear or log) are sampled in a window of ``radius`` (a fraction of the normalised
+range, log-scaled when the space says ``log``) around the incumbent's value, shifted to stay inside the
+bounds; ints are rounded; choices and bools are stratified over all their values. ``kind`` is the sorted
+parameter names joined by ",", ``payload.params`` holds only the sampled parameters. With ``replace`` = 1
+the policy's own proposals are dropped, else the new ones are appended.
+"""
+import math
+
+from recur.core.mechanism_api import Mechanism
+
+
+def _is_number(value):
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _axis(spec):
+    """[kind, low, high, log, choices] for a usable space entry, else None."""
+    if not isinstance(spec, dict):
+        return None
+    kind = spec.get("type")
+    if kind == "bool":
+        return ["choice", 0.0, 1.0, False, [False, True]]
+    if kind == "choice":
+        choices = spec.get("choices")
+        if isinstance(choices, list) and choices:
+            return ["choice", 0.0, 1.0, False, list(choices)]
+        return None
+    if kind != "float" and kind != "int":
+        return None
+    low = spec.get("low")
+    high = spec.get("high")
+    if not _is_number(low) or not _is_number(high):
+        return None
+    low = float(low)
+    high = float(high)
+    if high < low:
+        low, high = high, low
+    log = bool(spec.get("log", False)) and low > 0
+    if kind == "int":
+        low = float(math.ceil(low))
+        high = float(math.floor(high))
+        if high < low:
+            return None
+    return [kind, low, high, log, None]
+
+
+def _to_unit(value, axis):
+    if not _is_number(value):
+        return 0.5
+    low = axis[1]
+    high = axis[2]
+    value = float(value)
+    if axis[3]:
+        if value <= 0:
+            return 0.0
+        span = math.log(high) - math.log(low)
+        if span <= 0:
+            return 0.5
+        u = (math.log(value) - math.log(low)) / span
+    else:
+        span = high - low
+        if span <= 0:
+            return 0.5
+        u = (value - low) / span
+    return min(max(u, 0.0), 1.0)
+
+
+def _from_unit(u, axis):
+    u = min(max(u, 0.0), 1.0)
+    if axis[0] == "choice":
+        choices = axis[4]
+        return choices[min(int(u * len(choices)), len(choices) - 1)]
+    low = axis[1]
+    high = axis[2]
+    if axis[3]:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    if axis[0] == "int":
+        return int(min(max(round(value), low), high))
+    value = float("%.6g" % value)
+    return min(max(value, low), high)
+
+
+class LatinHypercube(Mechanism):
+    """Add ``n`` Latin-hypercube proposals over the free parameters, centred on the incumbent."""
+
+    PARAMS = {"n": 4, "radius": 0.25, "dims": 3, "replace": 0}
+
+    def propose(self, context, rng):
+        p = self.PARAMS
+        proposals = list(context.get("proposals") or [])
+        space = context.get("space")
+        if not isinstance(space, dict):
+            return proposals
+        frozen = {}
+        for name in context.get("frozen") or []:
+            frozen[str(name)] = True
+        incumbent = context.get("incumbent")
+        if not isinstance(incumbent, dict):
+            incumbent = {}
+        axes = {}
+        for name in space:
+            axis = _axis(space[name])
+            if axis is not None and isinstance(name, str) and name not in frozen:
+                axes[name] = axis
+        names = sorted(axes)
+        if not names:
+            return proposals
+        dims = int(p.get("dims", 3))
+        if 0 < dims < len(names):
+            names = sorted(rng.sample(names, dims))
+        n = max(int(p.get("n", 4)), 1)
+        radius = min(max(float(p.get("radius", 0.25)), 0.0), 0.5)
+        columns = {}
+        for name in names:
+            axis = axes[name]
+            strata = list(range(n))
+            rng.shuffle(strata)
+            lo = 0.0
+            hi = 1.0
+            if axis[0] != "choice":
+                centre = _to_unit(incumbent.get(name), axis)
+                lo = centre - radius
+                hi = centre + radius
+                if lo < 0.0:
+                    hi = min(hi - lo, 1.0)
+                    lo = 0.0
+                if hi > 1.0:
+                    lo = max(lo - (hi - 1.0), 0.0)
+                    hi = 1.0
+            column = []
+            for i in range(n):
+                u = lo + (strata[i] + rng.random()) / n * (hi - lo)
+                column.append(_from_unit(u, axis))
+            columns[name] = column
+        kind = ",".join(names)
+        added = []
+        for i in range(n):
+            params = {}
+            for name in names:
+                params[name] = columns[name][i]
+            added.append(
+                {
+                    "kind": kind,
+                    "payload": {"params": params},
+                    "rationale": "Latin hypercube sample %d/%d over %s (radius %.3g of each range around the incumbent)"
+                    % (i + 1, n, kind, radius),
+                }
+            )
+        if int(p.get("replace", 0)):
+            return added
+        return proposals + added

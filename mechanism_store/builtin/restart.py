@@ -1,0 +1,224 @@
+"""Restart on stagnation (random restarts / iterated local search).
+
+``propose`` counts the trailing run of history records that were not kept. When it reaches ``patience``
+(and again every ``cooldown`` records while the stagnation lasts) the policy's proposals are replaced by
+``n`` restart points far from the incumbent: every non-frozen parameter of ``context["space"]`` (at most
+``dims`` of them, 0 = all) is moved at least ``min_distance`` of its normalised range (log-scaled where the
+space says ``log``) away from the incumbent's value, and choices/bools take a different value. Of
+``pool`` random far candidates the ones farthest (maximin) from the points tried in the last ``memory``
+records are chosen, so restarts land in unexplored regions. Outside a stagnation it returns the policy's
+proposals unchanged. Memory is derived from ``history`` only.
+"""
+import math
+
+from recur.core.mechanism_api import Mechanism
+
+
+def _is_number(value):
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _axis(spec):
+    """[kind, low, high, log, choices] for a usable space entry, else None."""
+    if not isinstance(spec, dict):
+        return None
+    kind = spec.get("type")
+    if kind == "bool":
+        return ["choice", 0.0, 1.0, False, [False, True]]
+    if kind == "choice":
+        choices = spec.get("choices")
+        if isinstance(choices, list) and choices:
+            return ["choice", 0.0, 1.0, False, list(choices)]
+        return None
+    if kind != "float" and kind != "int":
+        return None
+    low = spec.get("low")
+    high = spec.get("high")
+    if not _is_number(low) or not _is_number(high):
+        return None
+    low = float(low)
+    high = float(high)
+    if high < low:
+        low, high = high, low
+    log = bool(spec.get("log", False)) and low > 0
+    if kind == "int":
+        low = float(math.ceil(low))
+        high = float(math.floor(high))
+        if high < low:
+            return None
+    return [kind, low, high, log, None]
+
+
+def _to_unit(value, axis):
+    if axis[0] == "choice":
+        choices = axis[4]
+        for i in range(len(choices)):
+            if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
+                return (i + 0.5) / len(choices)
+        return None
+    if not _is_number(value):
+        return None
+    low = axis[1]
+    high = axis[2]
+    value = float(value)
+    if axis[3]:
+        if value <= 0:
+            return 0.0
+        span = math.log(high) - math.log(low)
+        if span <= 0:
+            return 0.5
+        u = (math.log(value) - math.log(low)) / span
+    else:
+        span = high - low
+        if span <= 0:
+            return 0.5
+        u = (value - low) / span
+    return min(max(u, 0.0), 1.0)
+
+
+def _from_unit(u, axis):
+    u = min(max(u, 0.0), 1.0)
+    if axis[0] == "choice":
+        choices = axis[4]
+        return choices[min(int(u * len(choices)), len(choices) - 1)]
+    low = axis[1]
+    high = axis[2]
+    if axis[3]:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    if axis[0] == "int":
+        return int(min(max(round(value), low), high))
+    value = float("%.6g" % value)
+    return min(max(value, low), high)
+
+
+def _far_unit(centre, min_distance, rng):
+    """A uniform draw from the part of [0, 1] at least ``min_distance`` from ``centre`` (the far end if none)."""
+    left = max(centre - min_distance, 0.0)
+    right = max(1.0 - (centre + min_distance), 0.0)
+    if left + right <= 0:
+        if centre >= 0.5:
+            return 0.0
+        return 1.0
+    x = rng.random() * (left + right)
+    if x < left:
+        return x
+    return centre + min_distance + (x - left)
+
+
+def _params(record):
+    if not isinstance(record, dict):
+        return {}
+    payload = record.get("payload")
+    if not isinstance(payload, dict):
+        return {}
+    params = payload.get("params")
+    if not isinstance(params, dict):
+        return {}
+    return params
+
+
+def _stagnation(history):
+    run = 0
+    for record in reversed(history):
+        if isinstance(record, dict) and record.get("kept") is True:
+            break
+        run += 1
+    return run
+
+
+class Restart(Mechanism):
+    """After ``patience`` records without a kept improvement, replace proposals with far-away restart points."""
+
+    PARAMS = {"patience": 8, "cooldown": 4, "n": 1, "min_distance": 0.3, "dims": 0, "pool": 16, "memory": 50}
+
+    def propose(self, context, rng):
+        p = self.PARAMS
+        proposals = list(context.get("proposals") or [])
+        history = context.get("history") or []
+        patience = max(int(p.get("patience", 8)), 1)
+        cooldown = max(int(p.get("cooldown", 4)), 1)
+        run = _stagnation(history)
+        if run < patience or (run - patience) % cooldown != 0:
+            return proposals
+        space = context.get("space")
+        if not isinstance(space, dict):
+            return proposals
+        frozen = {}
+        for name in context.get("frozen") or []:
+            frozen[str(name)] = True
+        incumbent = context.get("incumbent")
+        if not isinstance(incumbent, dict):
+            incumbent = {}
+        axes = {}
+        for name in space:
+            axis = _axis(space[name])
+            if axis is not None and isinstance(name, str) and name not in frozen:
+                axes[name] = axis
+        names = sorted(axes)
+        if not names:
+            return proposals
+        dims = int(p.get("dims", 0))
+        if 0 < dims < len(names):
+            names = sorted(rng.sample(names, dims))
+        min_distance = min(max(float(p.get("min_distance", 0.3)), 0.0), 1.0)
+        memory = max(int(p.get("memory", 50)), 0)
+        tried = []
+        if memory > 0:
+            for record in history[-memory:]:
+                params = _params(record)
+                point = {}
+                for name in names:
+                    if name in params:
+                        u = _to_unit(params[name], axes[name])
+                        if u is not None:
+                            point[name] = u
+                if point:
+                    tried.append(point)
+        pool = []
+        for _ in range(max(int(p.get("pool", 16)), 1)):
+            params = {}
+            units = {}
+            for name in names:
+                axis = axes[name]
+                centre = _to_unit(incumbent.get(name), axis)
+                if axis[0] == "choice":
+                    choices = axis[4]
+                    others = [i for i in range(len(choices)) if centre is None or abs((i + 0.5) / len(choices) - centre) > 1e-9]
+                    if not others:
+                        others = [0]
+                    index = rng.choice(others)
+                    units[name] = (index + 0.5) / len(choices)
+                    params[name] = choices[index]
+                    continue
+                if centre is None:
+                    centre = 0.5
+                u = _far_unit(centre, min_distance, rng)
+                params[name] = _from_unit(u, axis)
+                units[name] = u
+            nearest = 1e9
+            for point in tried:
+                total = 0.0
+                for name in point:
+                    total += (point[name] - units[name]) ** 2
+                nearest = min(nearest, math.sqrt(total))
+            pool.append([-nearest, len(pool), params])
+        pool.sort()
+        n = max(int(p.get("n", 1)), 1)
+        kind = ",".join(names)
+        restarts = []
+        for item in pool[:n]:
+            restarts.append(
+                {
+                    "kind": kind,
+                    "payload": {"params": item[2]},
+                    "rationale": "restart: %d trials without a kept improvement (patience %d); jump at least %.2g of each range away from the incumbent, into the least explored region"
+                    % (run, patience, min_distance),
+                }
+            )
+        return restarts

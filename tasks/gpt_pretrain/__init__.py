@@ -1,0 +1,1 @@
+"""The gpt_pretrain task (see task.py)."""

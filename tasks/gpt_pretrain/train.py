@@ -1,0 +1,259 @@
+"""recur gpt_pretrain trial: train a small GPT for a fixed wall-clock budget, then print val_bpb.
+
+Level 1 edits the UPPER_CASE constants below (one simple literal per line). The data, the sequence length,
+the vocabulary and the evaluator come from prepare.py (pinned). The environment sets RECUR_DATA_DIR,
+RECUR_SEED, RECUR_TRAIN_SECONDS (the training budget, measured from after model construction and two
+warm-up steps) and optionally RECUR_NUM_THREADS (CPU threads, default all cores) and RECUR_DEVICE.
+
+Measured (cpu-tiny preset, byte vocabulary, seq 256, 2-core AMD EPYC with AVX2 only, so fp32):
+MEASUREMENTS
+"""
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import prepare
+
+# ---- hyperparameters: level 1 edits these -------------------------------------------------------------
+DEPTH = 3  # transformer blocks
+N_EMBD = 128  # model width
+N_HEAD = 4  # attention heads (N_EMBD / N_HEAD must be even)
+MLP_RATIO = 4  # MLP hidden width = MLP_RATIO * N_EMBD
+ACTIVATION = "relu2"  # "relu2" (squared ReLU), "gelu" or "silu"
+TIE_EMBEDDINGS = True  # share the input embedding and the output head
+INIT_STD = 0.02  # std of the normal init (output projections are scaled by 1/sqrt(2*DEPTH))
+DROPOUT = 0.0
+BATCH_SIZE = 16  # sequences per step
+LEARNING_RATE = 0.003  # peak AdamW learning rate
+WEIGHT_DECAY = 0.1  # on matrices only
+BETA1 = 0.9
+BETA2 = 0.95
+GRAD_CLIP = 1.0  # max global grad norm; 0 disables clipping
+WARMUP_FRAC = 0.05  # fraction of the time budget spent warming up linearly
+SCHEDULE = "cosine"  # decay after warm-up: "cosine", "linear" or "constant"
+MIN_LR_FRAC = 0.1  # final learning rate as a fraction of the peak
+COMPILE = False  # torch.compile the training model (pays off on CUDA, not on CPU)
+# --------------------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), eps=1e-6)
+
+
+def rotary(seq_len, head_dim):
+    inv = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv)
+    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+
+
+def apply_rotary(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head_dim = N_EMBD // N_HEAD
+        self.qkv = nn.Linear(N_EMBD, 3 * N_EMBD, bias=False)
+        self.proj = nn.Linear(N_EMBD, N_EMBD, bias=False)
+        self.q_norm = RMSNorm(self.head_dim)
+        self.k_norm = RMSNorm(self.head_dim)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, N_HEAD, self.head_dim).unbind(2)
+        q = apply_rotary(self.q_norm(q), cos, sin).to(v.dtype)
+        k = apply_rotary(self.k_norm(k), cos, sin).to(v.dtype)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
+                                           dropout_p=DROPOUT if self.training else 0.0)
+        return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)), DROPOUT, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(N_EMBD, MLP_RATIO * N_EMBD, bias=False)
+        self.proj = nn.Linear(MLP_RATIO * N_EMBD, N_EMBD, bias=False)
+
+    def forward(self, x):
+        h = self.fc(x)
+        if ACTIVATION == "relu2":
+            h = F.relu(h).square()
+        elif ACTIVATION == "gelu":
+            h = F.gelu(h)
+        else:
+            h = F.silu(h)
+        return F.dropout(self.proj(h), DROPOUT, self.training)
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm1, self.attn = RMSNorm(N_EMBD), Attention()
+        self.norm2, self.mlp = RMSNorm(N_EMBD), MLP()
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.norm1(x), cos, sin)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, seq_len):
+        super().__init__()
+        cos, sin = rotary(seq_len, N_EMBD // N_HEAD)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.wte = nn.Embedding(vocab_size, N_EMBD)
+        self.blocks = nn.ModuleList(Block() for _ in range(DEPTH))
+        self.norm_f = RMSNorm(N_EMBD)
+        self.lm_head = nn.Linear(N_EMBD, vocab_size, bias=False)
+        if TIE_EMBEDDINGS:
+            self.lm_head.weight = self.wte.weight
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = INIT_STD / math.sqrt(2 * DEPTH) if name.endswith("proj.weight") else INIT_STD
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def forward(self, idx):
+        T = idx.size(1)
+        cos, sin = self.cos[:, :T], self.sin[:, :T]
+        x = F.dropout(self.wte(idx), DROPOUT, self.training)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.lm_head(self.norm_f(x))
+
+
+def lr_at(frac):
+    if frac < WARMUP_FRAC:
+        return LEARNING_RATE * (frac + 1e-3) / WARMUP_FRAC
+    p = min(1.0, (frac - WARMUP_FRAC) / max(1e-9, 1.0 - WARMUP_FRAC))
+    if SCHEDULE == "cosine":
+        scale = MIN_LR_FRAC + (1 - MIN_LR_FRAC) * 0.5 * (1 + math.cos(math.pi * p))
+    elif SCHEDULE == "linear":
+        scale = 1 - (1 - MIN_LR_FRAC) * p
+    else:
+        scale = 1.0
+    return LEARNING_RATE * scale
+
+
+def autocast_dtype(device):
+    """bf16 on CUDA; on the CPU only where it has native bf16 (AVX512-BF16 or AMX), else fp32.
+
+    On an AVX2-only CPU bf16 matmuls are emulated and about 7x slower than fp32. RECUR_CPU_BF16=1/0 forces it.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16
+    forced = os.environ.get("RECUR_CPU_BF16")
+    if forced is not None:
+        return torch.bfloat16 if forced == "1" else None
+    native = any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return torch.bfloat16 if native else None
+
+
+def peak_memory_gb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1024**3
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+
+
+def main():
+    seed = int(os.environ.get("RECUR_SEED", "0"))
+    budget = float(os.environ.get("RECUR_TRAIN_SECONDS", "45"))
+    torch.set_num_threads(int(os.environ.get("RECUR_NUM_THREADS", "0")) or os.cpu_count() or 1)
+    device = torch.device(os.environ.get("RECUR_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(seed)
+
+    data = prepare.load_data()
+    T, V = data.seq_len, data.vocab_size
+    model = GPT(V, T).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=LEARNING_RATE, betas=(BETA1, BETA2), fused=device.type == "cuda")
+    train_model = torch.compile(model) if COMPILE else model
+    batches = data.batches(BATCH_SIZE, seed=seed, device=device)
+    amp = autocast_dtype(device)
+    print(f"device {device} | params {n_params / 1e6:.2f}M | vocab {V} | seq {T} | batch {BATCH_SIZE} | "
+          f"budget {budget:.0f}s | threads {torch.get_num_threads()} | autocast {amp}", flush=True)
+
+    def loss_of(x, y):
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = train_model(x)
+        return F.cross_entropy(logits.float().view(-1, V), y.reshape(-1))
+
+    # two warm-up steps without an update (compilation, allocator), outside the timed budget
+    for _ in range(2):
+        x, y = next(batches)
+        loss_of(x, y).backward()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+    step, tokens, last_log = 0, 0, 0.0
+    t0 = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget:
+            break
+        lr = lr_at(elapsed / budget)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = next(batches)
+        loss = loss_of(x, y)
+        loss.backward()
+        if GRAD_CLIP > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_value = loss.item()
+        step += 1
+        tokens += x.numel()
+        if not math.isfinite(loss_value):
+            print(f"step {step}: loss is {loss_value}, stopping", flush=True)
+            print("val_bpb: nan", flush=True)
+            sys.exit(1)
+        if elapsed - last_log >= 5.0 or step == 1:
+            last_log = elapsed
+            print(f"step {step:5d} | {elapsed:6.1f}s | loss {loss_value:.4f} | lr {lr:.2e} | {tokens / max(elapsed, 1e-9):.0f} tok/s",
+                  flush=True)
+    train_seconds = time.perf_counter() - t0
+    tokens_per_s = tokens / train_seconds
+
+    t_eval = time.perf_counter()
+    val_bpb = prepare.evaluate_bpb(model, data)
+    print(f"num_params: {n_params}")
+    print(f"num_steps: {step}")
+    print(f"train_tokens: {tokens}")
+    print(f"training_seconds: {train_seconds:.1f}")
+    print(f"eval_seconds: {time.perf_counter() - t_eval:.1f}")
+    print(f"val_bpb: {val_bpb:.6f}")
+    print(f"peak_memory_gb: {peak_memory_gb(device):.3f}")
+    print(f"tokens_per_s: {tokens_per_s:.1f}")
+    if device.type == "cuda":
+        # model FLOPs per token: 6 * (params used in matmuls: all but an untied input embedding) + attention
+        matrix = n_params - (0 if TIE_EMBEDDINGS else model.wte.weight.numel())
+        flops_per_token = 6 * matrix + 12 * DEPTH * T * N_EMBD
+        peak = float(os.environ.get("RECUR_PEAK_FLOPS", "989e12"))  # H100/H200 dense bf16
+        print(f"mfu: {100 * tokens_per_s * flops_per_token / peak:.2f}")
+    sys.exit(0 if math.isfinite(val_bpb) else 1)
+
+
+if __name__ == "__main__":
+    main()
