@@ -147,9 +147,11 @@ class OuterLoop(Loop):
         rt, k = self.rt, self.level
         report = gate(spec["source"], seed=ctx.seed % 1000)
         slug = spec.get("slug") or spec["family"]
-        info = rt.store.add_candidate(k - 1, slug, spec["source"], parent=spec.get("parent"),
-                                      trailers={"Model": spec.get("model"), "Family": spec["family"],
-                                                "Diagnosis": spec.get("diagnosis")})
+        meta = {"Model": spec.get("model"), "Family": spec["family"], "Diagnosis": spec.get("diagnosis")}
+        if spec.get("parent"):  # recursive bootstrapping goes through the store's port operation
+            info = rt.store.port(spec["parent"], k - 1, source=spec["source"], **meta)
+        else:
+            info = rt.store.add_candidate(k - 1, slug, spec["source"], trailers=meta)
         payload = {"params": spec.get("params", {}), "mechanism": info.name, "branch": info.branch, "slug": slug,
                    "hooks": report.hooks, "family": spec["family"]}
         if spec.get("parent"):
