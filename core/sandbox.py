@@ -49,11 +49,11 @@ __all__ = ["Sandbox", "SandboxResult", "SandboxError", "MiB", "RNG_HOOKS", "JSON
 
 MiB = 1 << 20
 _WORKER_MODULE = "recur.core.sandbox_worker"
-_CPU_RECYCLE_FRACTION = 0.8
+_CPU_RECYCLE_FRACTION = 0.8  # restart a worker proactively once it used this share of its RLIMIT_CPU
 RNG_HOOKS = frozenset({"propose", "select", "accept"})
 """Hooks whose last parameter is ``rng``: the worker appends ``random.Random(seed)`` to the JSON args."""
 JSON_ARGS: dict[str, int] = {h: n - (h in RNG_HOOKS) for h, n in HOOKS.items()}
-"""Hook name -> number of JSON arguments a caller passes (HOOKS counts rng too)."""  # restart a worker proactively once it used this share of its RLIMIT_CPU
+"""Hook name -> number of JSON arguments a caller passes (HOOKS counts rng too)."""
 
 
 class SandboxError(RuntimeError):

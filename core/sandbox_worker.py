@@ -187,7 +187,8 @@ def _finite_or_none(value: object) -> object:
 
 def _error_text(exc: BaseException, filename: str) -> str:
     try:
-        msg = f"{type(exc).__name__}: {exc}"
+        text = str(exc)
+        msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     except BaseException:  # a hostile __str__
         msg = type(exc).__name__
     line = None
@@ -283,6 +284,7 @@ class _Worker:
         ns = module.__dict__
         ns["__builtins__"] = self.safe_builtins
         sys.modules[name] = module
+        self.Mechanism.PARAMS = {}  # the shared base class: nothing a previous call did to it survives
         self.random.seed(seed)
         exec(self.codes[slug], ns)  # noqa: S102 - the module already passed the static policy
         mech = self.Mechanism

@@ -47,7 +47,7 @@ def gate(source: str, max_examples: int = 20, seed: int = 0, call_timeout_s: flo
         return GateReport(False, [], violations)
     hooks = defined_hooks(source)
     if not hooks:
-        return GateReport(False, [], [Violation("no-hooks", 1, 1, "the mechanism overrides no hook; it could never act")])
+        return GateReport(False, [], [Violation("no-hook", 1, 1, "the mechanism overrides no hook; it could never act")])
     from recur.core.sandbox import Sandbox
     from recur.mechanism_store.properties import check_properties
 

@@ -41,7 +41,7 @@ import tomllib
 import types
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -144,7 +144,6 @@ ALLOWED_DUNDER_STORES: frozenset[str] = frozenset({"__all__", "__slots__", "__ve
 BROAD_EXCEPTIONS: frozenset[str] = frozenset({"BaseException", "KeyboardInterrupt", "SystemExit", "GeneratorExit"})
 CONST_CALLS: frozenset[str] = frozenset({"float", "int", "str", "bool", "tuple", "list", "set", "frozenset", "dict"})
 PLAIN_DECORATORS: frozenset[str] = frozenset({"staticmethod", "classmethod", "property"})
-RNG_HOOKS: frozenset[str] = frozenset({"propose", "select", "accept"})
 
 MAX_DEPTH = 64           # ast nesting depth (protects libcst's parser/visitor and CPython's compiler)
 MAX_CONST_LEN = 10_000   # elements/characters of one constant
@@ -227,6 +226,8 @@ def _safe_binop(op: cst.BaseBinaryOp, a: Any, b: Any) -> Any:
         base = abs(a)
         if base > 1 and b > 0 and b * math.log2(base) > MAX_CONST_INT_BITS:
             raise _NotConst("power too large for a constant")
+    if kind is cst.Modulo and isinstance(a, (str, bytes)):
+        raise _NotConst("%-formatting is not a constant")  # "%*d" % (10**9, 1) would allocate a gigabyte
     if kind is cst.LeftShift and isinstance(b, int) and b > MAX_CONST_INT_BITS:
         raise _NotConst("shift too large for a constant")
     try:
@@ -257,11 +258,10 @@ LOAD, STORE, DEL = "load", "store", "del"
 
 
 class _Checker(cst.CSTVisitor):
-    METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self) -> None:
         super().__init__()
-        self.violations: list[Violation] = []
+        self.found: list[tuple[str, cst.CSTNode, str]] = []  # positions are resolved only when needed
         self.module_aliases: dict[str, str] = {}            # local name -> allowlisted module
         self.imported: dict[str, tuple[str, str]] = {}       # local name -> (module, member)
         self.mechanism_names: set[str] = set()               # Mechanism + module-level subclasses
@@ -280,12 +280,15 @@ class _Checker(cst.CSTVisitor):
 
     # -- reporting -------------------------------------------------------------------------------------------
     def report(self, rule: str, node: cst.CSTNode, message: str) -> None:
-        try:
-            pos = self.get_metadata(PositionProvider, node).start
-            line, col = pos.line, pos.column + 1
-        except Exception:
-            line, col = 1, 1
-        self.violations.append(Violation(rule, max(line, 1), max(col, 1), message))
+        self.found.append((rule, node, message))
+
+    def violations(self, positions: Mapping[cst.CSTNode, Any]) -> list[Violation]:
+        out = []
+        for rule, node, message in self.found:
+            rng = positions.get(node)
+            line, col = (rng.start.line, rng.start.column + 1) if rng is not None else (1, 1)
+            out.append(Violation(rule, max(line, 1), max(col, 1), message))
+        return out
 
     # Expression context (load/store/del), marked by the parent statement before its children are visited:
     # cheaper than libcst's ExpressionContextProvider, which is one more full pass over the tree.
@@ -428,6 +431,8 @@ class _Checker(cst.CSTVisitor):
                 raise _NotConst("constant constructor takes at most one argument")
             fn = {"float": float, "int": int, "str": str, "bool": bool, "tuple": tuple, "list": list,
                   "set": set, "frozenset": frozenset, "dict": dict}[node.func.value]
+            if fn is str and args and not isinstance(args[0], (str, int, float, bool, type(None))):
+                raise _NotConst("str() of a container is not a constant")  # its repr could be huge
             try:
                 return _check_bounds(fn(*args))
             except _NotConst:
@@ -475,7 +480,7 @@ class _Checker(cst.CSTVisitor):
 
     # -- module structure -------------------------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
-        for stmt in enumerate(node.body):
+        for stmt in node.body:
             self._check_module_stmt(stmt)
         self._check_mechanism_classes(node)
 
@@ -1043,13 +1048,18 @@ def check_source(source: str, max_bytes: int = 20000) -> list[Violation]:
         return [Violation("syntax-error", max(exc.raw_line, 1), max(exc.raw_column + 1, 1), exc.message)]
     checker = _Checker()
     checker.collect_imports(tree)
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     try:
-        MetadataWrapper(module, unsafe_skip_copy=True).visit(checker)
+        wrapper.module.visit(checker)
+        if not checker.found:
+            return []
+        # PositionProvider is a full code-generation pass: only paid when there is something to report
+        positions = wrapper.resolve(PositionProvider)
     except RecursionError:
         return [Violation("too-complex", 1, 1, "syntax tree too deep to check")]
     seen: set[tuple[str, int, int]] = set()
     out: list[Violation] = []
-    for v in sorted(checker.violations, key=lambda v: (v.line, v.column, v.rule, v.message)):
+    for v in sorted(checker.violations(positions), key=lambda v: (v.line, v.column, v.rule, v.message)):
         key = (v.rule, v.line, v.column)
         if key not in seen:
             seen.add(key)

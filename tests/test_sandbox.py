@@ -265,7 +265,7 @@ def test_cpu_rlimit_kills_a_worker_and_it_is_replaced() -> None:
         t0 = time.perf_counter()
         r = sb.call("spin", "guide", [CONTEXT], seed=0)
         assert r.killed and "died" in r.error and "SIGXCPU" in r.error, r
-        assert time.perf_counter() - t0 < 5
+        assert time.perf_counter() - t0 < 9.5  # 1 s of CPU; wall time stretches on a loaded machine
         assert sb.call("first", "select", [PROPOSALS, []], seed=0).ok
 
 

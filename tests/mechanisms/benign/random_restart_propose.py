@@ -15,7 +15,8 @@ def _sample(spec, rng):
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         value = rng.uniform(low, high)
-    return int(round(value)) if kind == "int" else value
+    value = min(max(value, low), high)  # exp(log(x)) can land a rounding error outside the bounds
+    return int(min(max(round(value), math.ceil(low)), math.floor(high))) if kind == "int" else value
 
 
 class RandomRestart(Mechanism):
