@@ -136,7 +136,7 @@ class OuterLoop(Loop):
         family = params.get("family") or "tabu"
         source = proposal["payload"].get("source")
         if not source:
-            source = render(family, family_params({**default_point(self.families, family), **params, "family": family}))
+            source = render(family, family_params({**default_point(self.families, family), **incumbent, **params, "family": family}))
         return self._candidate(ctx, {"family": family, "params": params, "source": source,
                                      "diagnosis": proposal.get("rationale") or ", ".join(context["diagnosis"]["tags"]),
                                      "model": getattr(self.policy.backend, "name", "?"), "parent": None})

@@ -9,12 +9,17 @@
                      ``guide`` a dict keeping every context key, ``guidance`` a list of str, ``frozen`` a
                      list of space names that leaves a parameter free; ``propose`` at most MAX_PROPOSALS
                      proposals (at least one when given some), each ``{"kind": str, "payload": {"params":
-                     {...}}, "rationale": str}`` with every param in the space and valid for its spec
+                     {...}}[, "rationale": str]}`` with every param in the space and valid for its spec
                      (``core.hooks.validate_proposal``); ``filter`` a sub-multiset of its input (compared as
                      JSON values); ``select`` one of its inputs; ``accept`` a bool; always JSON-serialisable;
 * ``no_mutation``    the arguments are unchanged after the call (meaningful with an in-process caller; a
                      sandbox receives copies, so it passes there by construction);
-* ``deterministic``  two calls with the same arguments and seed give the same value.
+* ``deterministic``  two calls with the same arguments and seed give the same value (the module-level
+                     ``random`` is put in a different state before each call, so a hook that ignores its
+                     ``rng`` fails; state kept on ``self`` fails with an in-process caller).
+
+A property that could not be checked (overall ``budget_seconds`` spent, or the hook failed on the first
+inputs so nothing else can be established) is reported as failed with a message starting "not checked".
 
 A *caller* is ``caller(hook, args, seed) -> (ok, value, error, seconds)``: ``args`` are the hook's JSON
 arguments without the rng; the caller appends ``random.Random(seed)`` for ``propose``/``select``/``accept``
@@ -23,16 +28,15 @@ arguments without the rng; the caller appends ``random.Random(seed)`` for ``prop
 All properties of a hook are checked together in one Hypothesis run (cheap when all pass); when a run fails on
 a property, that property's shrunk counterexample is kept and the remaining properties are run again, until
 a run passes - so every failing property gets its own counterexample.
-Shrinking stops after ``shrink_seconds`` (from then on only already-seen failures fail, so Hypothesis
-replays its smallest one at once), so a hook that times out cannot stall the gate. The counterexample
-reported is the last failing example, i.e. Hypothesis' shrunk one.
+Shrinking stops after ``shrink_seconds`` (from then on no call is made and Hypothesis finishes at once), so
+a hook that times out cannot stall the gate. The counterexample reported is the last example that really
+failed: Hypothesis' shrunk one when shrinking finished in time, else the smallest reached by then.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import math
 import random
 import sys
 import time
@@ -94,6 +98,13 @@ class _PropertyFailed(AssertionError):
 
 class _NotJSON(ValueError):
     pass
+
+
+class _Abort(Exception):
+    """Stop a run whose hook fails on every input: the properties it checks cannot be established."""
+
+
+FAILING_CALLS_TO_ABORT = 5
 
 
 def _canon(value: Any) -> str:
@@ -205,8 +216,8 @@ def _safe_call(caller: Caller, hook: str, args: list, seed: int) -> tuple[bool, 
     return bool(ok), value, error, float(seconds)
 
 
-def _check_example(caller: Caller, hook: str, args: list, call_seed: int, props: tuple[str, ...], time_limit: float) -> None:
-    """Raise _PropertyFailed for the first property of ``props`` that ``args`` falsifies."""
+def _check_example(caller: Caller, hook: str, args: list, call_seed: int, props: tuple[str, ...], time_limit: float) -> bool:
+    """Raise _PropertyFailed for the first property of ``props`` that ``args`` falsifies; else whether the call succeeded."""
     before = _loose(args)
     call_args = copy.deepcopy(args)  # the hook may do anything to these; ``args`` itself stays pristine
     # The module-level ``random`` gets a different state before each of the two calls (Hypothesis would
@@ -220,7 +231,7 @@ def _check_example(caller: Caller, hook: str, args: list, call_seed: int, props:
     if "within_time" in props and seconds > time_limit:
         raise _PropertyFailed("within_time", f"{hook} took {seconds:.3f} s > {time_limit:.3f} s")
     if not ok:
-        return  # the other properties say nothing about a call that failed
+        return False  # the other properties say nothing about a call that failed
     if "valid_return" in props:
         problem = _check_return(hook, args, value)
         if problem:
@@ -237,6 +248,7 @@ def _check_example(caller: Caller, hook: str, args: list, call_seed: int, props:
                 "deterministic",
                 f"same arguments and seed gave different values: {_short(_loose(value))} vs {_short(_loose(value2))}",
             )
+    return True
 
 
 def _run(
@@ -250,34 +262,47 @@ def _run(
     deadline: float | None = None,
 ) -> tuple[bool, str | None, str | None, str]:
     """One Hypothesis run of ``props`` on ``hook``: (passed, failing property, counterexample, message)."""
-    state: dict[str, Any] = {"last": None, "prop": None, "message": None, "first_failure": None, "checked": 0, "skipped": 0}
-    seen: dict[str, tuple[str, str]] = {}  # digest of failing args -> (property, message)
+    state: dict[str, Any] = {
+        "last": None, "prop": None, "message": None, "first_failure": None, "checked": 0, "skipped": 0,
+        "failed_calls": 0, "good_calls": 0, "aborted": False,
+    }
 
     def body(args: list) -> None:
+        if state["aborted"]:
+            raise _Abort()  # after an abort every input fails at once, so Hypothesis stops quickly
         now = time.monotonic()
         if state["first_failure"] is None and deadline is not None and now > deadline:
             state["skipped"] += 1  # overall budget spent before any failure: stop calling the hook
             return
-        text = _loose(args)
-        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-        shrink_over = state["first_failure"] is not None and now - state["first_failure"] > shrink_seconds
-        if shrink_over or (state["first_failure"] is not None and deadline is not None and now > deadline):
-            # Shrinking budget spent: known failures fail again without a call, everything else passes,
-            # so the shrinker stops making progress at once and replays its smallest failure.
-            if digest in seen:
-                prop, message = seen[digest]
-                state.update(last=text, prop=prop, message=message)
-                raise _PropertyFailed(prop, message)
-            return
-        state["checked"] += 1
-        try:
-            _check_example(caller, hook, args, seed, props, time_limit)
-        except _PropertyFailed as failure:
-            if state["first_failure"] is None:
-                state["first_failure"] = time.monotonic()
-            seen[digest] = (failure.prop, failure.message)
-            state.update(last=text, prop=failure.prop, message=failure.message)
-            raise
+        failed: _PropertyFailed | None = None
+        if state["first_failure"] is not None and (
+            now - state["first_failure"] > shrink_seconds or (deadline is not None and now > deadline)
+        ):
+            # Shrinking budget spent. Hypothesis' shrinker would go on for up to 5 minutes on inputs that
+            # pass; instead every input now "fails" without a call, so it races to its smallest input and
+            # stops. The counterexample reported stays the last *real* failure (``state["last"]``).
+            failed = _PropertyFailed(state["prop"], state["message"])
+        else:
+            text = _loose(args)
+            state["checked"] += 1
+            try:
+                if _check_example(caller, hook, args, seed, props, time_limit):
+                    state["good_calls"] += 1
+                else:
+                    state["failed_calls"] += 1
+                    if state["good_calls"] == 0 and state["failed_calls"] >= FAILING_CALLS_TO_ABORT:
+                        state["aborted"] = True
+            except _PropertyFailed as failure:
+                if state["first_failure"] is None:
+                    state["first_failure"] = time.monotonic()
+                state.update(last=text, prop=failure.prop, message=failure.message)
+                failed = _PropertyFailed(failure.prop, failure.message)
+        if state["aborted"]:
+            raise _Abort()
+        if failed is not None:
+            # One raise site, outside any except block: Hypothesis tells bugs apart by where they were
+            # raised, and real and budget-spent failures must look like the same bug to the shrinker.
+            raise failed
 
     if deadline is not None and time.monotonic() > deadline:
         return False, None, None, "not checked: the time budget was spent before this run"
@@ -299,6 +324,10 @@ def _run(
             warnings.simplefilter("ignore", HypothesisWarning)  # "overly large repr" of long histories
             test()
     except Exception as exc:  # _PropertyFailed, or Hypothesis' Flaky* when a failure does not reproduce
+        if state["aborted"]:
+            return False, None, None, (
+                f"not checked: {hook} failed on the first {state['failed_calls']} inputs it was given (see no_error)"
+            )
         if state["last"] is None:
             return False, None, None, f"property run failed outside the hook: {type(exc).__name__}: {_short(str(exc))}"
         message = state["message"] or str(exc)
@@ -321,7 +350,7 @@ def check_properties(
     max_examples: int = 50,
     seed: int = 0,
     time_limit: float = DEFAULT_TIME_LIMIT,
-    shrink_seconds: float = 20.0,
+    shrink_seconds: float = 10.0,
     budget_seconds: float | None = None,
 ) -> list[PropertyResult]:
     """Check every property of ``PROPERTIES`` for each hook in ``hooks``; one result per (hook, property).

@@ -258,7 +258,7 @@ def test_ucb_bandit_penalises_crashing_kinds_and_splits_combinations():
 
 
 def test_latin_hypercube_covers_strata_and_respects_bounds():
-    lhs = mech("latin_hypercube", n=6, dims=0, radius=0.5)
+    lhs = mech("latin_hypercube", n=6, dims=0, radius=0.5, lead_every=0)
     ctx = context(frozen=["dropout"])
     before = copy.deepcopy(ctx)
     out = lhs.propose(ctx, random.Random(3))
@@ -288,6 +288,28 @@ def test_latin_hypercube_stays_near_the_incumbent_and_is_seeded():
     assert all(abs(unit(p["payload"]["params"]["lr"], SPACE["lr"]) - centre) <= 0.1 + 1e-6 for p in out)
     assert out == lhs.propose(ctx, random.Random(0))
     assert out != lhs.propose(ctx, random.Random(1))
+
+
+def test_latin_hypercube_consecutive_trials_cover_the_design():
+    """Each call is independent, yet n consecutive leading turns try the n points of one design."""
+    lhs = mech("latin_hypercube", n=4, dims=2, radius=0.5, lead_every=2)
+    tried = []
+    history = [rec(100, {"lr": 0.01})]
+    for step in range(1, 9):
+        out = lhs.propose(context(history=list(history)), random.Random(step))
+        if len(history) % 2 == 0:
+            assert out[0]["rationale"].startswith("Latin hypercube") and out[-1] == context()["proposals"][0]
+            tried.append(out[0])
+        else:
+            assert out[0] == context()["proposals"][0]  # not its turn: the policy's own proposal leads
+        history.append(rec(100 + step, out[0]["payload"]["params"]))
+    assert len(tried) == 4
+    assert len({p["kind"] for p in tried}) == 1  # one design: the same parameters throughout the block
+    for name in tried[0]["payload"]["params"]:
+        spec = SPACE[name]
+        if spec["type"] == "float":
+            strata = sorted(min(int(unit(p["payload"]["params"][name], spec) * 4), 3) for p in tried)
+            assert strata == [0, 1, 2, 3], (name, strata)
 
 
 def _worse(step, maximize=False, status="ok", default_keep=False, metric=1.01):
@@ -336,6 +358,19 @@ def test_restart_fires_after_patience_with_a_far_point():
     assert restart.propose(ctx(8), random.Random(0)) != ctx(8)["proposals"]  # fires again 3 later
 
 
+def test_restart_keeps_the_restart_trial_to_move_the_search():
+    restart = mech("restart", patience=5, cooldown=3)
+    kept = [rec(0, {"lr": 0.01}, kept=True)]
+    flops = [rec(i, {"lr": 0.01 + i * 1e-4}) for i in range(1, 10)]
+    worse = {"metric": 1.5, "status": "ok", "best_metric": 1.0, "incumbent_metric": 1.0, "default_keep": False,
+             "maximize": False, "step": 6}
+    assert restart.accept(worse, kept + flops[:5], random.Random(0)) is True  # the restart trial: kept
+    assert restart.accept(worse, kept + flops[:4], random.Random(0)) is False  # an ordinary one: gate decides
+    assert restart.accept(worse | {"status": "crash", "metric": None}, kept + flops[:5], random.Random(0)) is False
+    assert restart.accept(worse | {"default_keep": True}, kept, random.Random(0)) is True
+    assert mech("restart", patience=5, keep_restart=0).accept(worse, kept + flops[:5], random.Random(0)) is False
+
+
 def test_restart_goes_where_nothing_was_tried():
     restart = mech("restart", patience=2, pool=64, dims=0, min_distance=0.05)
     space = {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}
@@ -346,28 +381,45 @@ def test_restart_goes_where_nothing_was_tried():
 
 
 def test_elite_crossover_children_mix_parents():
-    elite = mech("elite_crossover", elites=2, diverse=0, children=8, mutation_rate=0.0)
+    elite = mech("elite_crossover", elites=2, diverse=0, children=8, mutation_rate=0.0, lead_every=0)
+    incumbent = {"lr": 0.01, "depth": 6, "dropout": 0.2, "act": "gelu"}
     a = {"lr": 0.001, "depth": 4, "dropout": 0.1}
     b = {"lr": 0.05, "depth": 10, "dropout": 0.4}
     history = [rec(0, a, metric=0.9), rec(1, b, metric=0.95)] + [
         rec(2 + i, {"lr": 0.09, "depth": 2, "dropout": 0.0}, metric=2.0 + i) for i in range(5)
     ]
-    ctx = context(history=history, proposals=[prop({"lr": 0.02})])
+    ctx = context(history=history, incumbent=incumbent, proposals=[prop({"lr": 0.02})])
     out = elite.propose(ctx, random.Random(0))
     assert out[0] == ctx["proposals"][0]
     children = [p["payload"]["params"] for p in out[1:]]
     assert len(children) == 8
     mixed = 0
     for child in children:
-        assert set(child) == {"lr", "depth", "dropout"}
+        assert child and "act" not in child  # act is the same in both parents and the incumbent
         from_a = [n for n in child if child[n] == a[n]]
         from_b = [n for n in child if child[n] == b[n]]
         # every gene comes from a parent, except the one mutation forced on a child that equals a parent
-        assert len(from_a) + len(from_b) >= 2
+        assert len(from_a) + len(from_b) >= len(child) - 1
         mixed += bool(from_a) and bool(from_b)
-        assert child != a and child != b
+        full = {**incumbent, **child}
+        assert full != {**incumbent, **a} and full != {**incumbent, **b}
     assert mixed >= 3
-    assert all("crossover" in p["rationale"] and p["kind"] == "depth,dropout,lr" for p in out[1:])
+    assert all("crossover" in p["rationale"] and p["kind"] == ",".join(sorted(p["payload"]["params"])) for p in out[1:])
+
+
+def test_elite_crossover_rebuilds_points_from_kept_edits():
+    """Partial edits are completed with the kept edits before them (and the incumbent), so crossing two
+    near-misses combines them on top of the kept improvement instead of undoing it."""
+    elite = mech("elite_crossover", elites=2, diverse=0, children=6, mutation_rate=0.0)
+    history = [
+        rec(0, {"depth": 8}, kept=True, metric=0.9),  # kept: later points have depth 8
+        rec(1, {"lr": 0.002}, metric=0.8),
+        rec(2, {"dropout": 0.3}, metric=0.85),
+    ]
+    ctx = context(history=history, incumbent={"lr": 0.01, "depth": 8, "dropout": 0.1, "act": "gelu"})
+    children = [p["payload"]["params"] for p in elite.propose(ctx, random.Random(3))[:6]]
+    assert sum("depth" in c for c in children) <= 1  # at most a forced mutation touches depth
+    assert any(c.get("lr") == 0.002 and c.get("dropout") == 0.3 for c in children)  # the two near-misses combined
 
 
 def test_elite_crossover_archive_and_frozen():
@@ -377,7 +429,7 @@ def test_elite_crossover_archive_and_frozen():
     far = {"lr": 0.09, "depth": 12}
     history = [rec(0, best, metric=0.5), rec(1, near, metric=0.6), rec(2, far, metric=0.7), rec(3, {"lr": 0.02}, status="crash")]
     out = elite.propose(context(history=history, frozen=["dropout"], maximize=False), random.Random(1))
-    children = [p["payload"]["params"] for p in out[1:]]
+    children = [p["payload"]["params"] for p in out[:6]]
     # the diverse slot goes to the far point, not the near-duplicate of the best
     assert any(c.get("depth") == 12 or c.get("lr") == 0.09 for c in children)
     assert not any(c.get("lr") == 0.0011 for c in children)

@@ -66,10 +66,11 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
             "n": _i(1, 32, 4),
             "radius": _f(0.01, 0.5, 0.25),
             "dims": _i(0, 32, 3),
+            "lead_every": _i(0, 10, 2),
             "replace": _i(0, 1, 0),
         },
-        "summary": "Add `n` Latin-hypercube proposals over up to `dims` free parameters, within `radius` of each "
-        "range around the incumbent (log/int/choice aware).",
+        "summary": "Propose the points of a Latin hypercube over up to `dims` free parameters, within `radius` of "
+        "each range around the incumbent, one design per block of `n` turns (log/int/choice aware).",
         "answers": ["narrow-exploration", "repeats"],
     },
     "annealing": {
@@ -87,7 +88,7 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
         "answers": ["stagnation"],
     },
     "restart": {
-        "hooks": ["propose"],
+        "hooks": ["propose", "accept"],
         "params": {
             "patience": _i(2, 200, 8),
             "cooldown": _i(1, 200, 4),
@@ -96,9 +97,10 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
             "dims": _i(0, 32, 0),
             "pool": _i(1, 256, 16),
             "memory": _i(0, 1000, 50),
+            "keep_restart": _i(0, 1, 1),
         },
-        "summary": "After `patience` trials without a kept improvement, replace the proposals with restart points "
-        "far from the incumbent, in the least explored region.",
+        "summary": "After `patience` trials without a kept improvement, replace the proposals with a restart point "
+        "far from the incumbent, in the least explored region, and keep its result to move the search there.",
         "answers": ["stagnation", "narrow-exploration"],
     },
     "elite_crossover": {
@@ -110,6 +112,7 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
             "children": _i(1, 8, 2),
             "mutation_rate": _f(0.0, 1.0, 0.3),
             "sigma": _f(0.0, 0.5, 0.1),
+            "lead_every": _i(0, 10, 2),
         },
         "summary": "GEAR-style elite archive (best + diverse) from history; add uniform-crossover children of two "
         "elites with a small mutation.",

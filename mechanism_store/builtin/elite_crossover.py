@@ -1,17 +1,22 @@
 """Elite archive and crossover (evolutionary search; GEAR-style best + diverse elites).
 
-The archive is rebuilt from ``history`` on every call: among ok trials with a finite metric (one entry per
-distinct parameter set, its best metric), the ``elites`` best, plus ``diverse`` more picked greedily from the
-better ``pool_fraction`` of the rest as the points farthest (maximin, in the space's normalised coordinates)
-from the archive so far.
+Points. A record's ``payload.params`` is an edit of the incumbent of its time (at level 1 a few constants; at
+a level whose proposals are whole specs, the whole point). Its full point is rebuilt from ``history``: its own
+edits, else the latest kept edit before it, else the current incumbent's value.
 
-``propose`` appends ``children`` proposals, each a uniform crossover of two archive members (one of them a
-best elite): a parameter both parents set is taken from either with equal chance, one only a parent set is
-inherited with chance 1/2. Then each numeric parameter is mutated with probability ``mutation_rate`` by a
-Gaussian step of ``sigma`` of its normalised range (log-scaled where the space says ``log``), each choice
-switched with probability ``mutation_rate`` / 2; a child equal to a parent is always mutated once.
-Only parameters of ``context["space"]`` are set (values clipped into their range), frozen ones never. ``kind`` is the child's sorted parameter names joined by ",", except
-when both parents share a kind that is not such a name list (a family name, say): then that kind.
+The archive is rebuilt on every call: among ok trials with a finite metric (one entry per distinct point, its
+best metric), the ``elites`` best, plus ``diverse`` more picked greedily from the better ``pool_fraction`` of
+the rest as the points farthest (maximin, in the space's normalised coordinates) from the archive so far.
+
+``propose`` adds ``children`` proposals, each a uniform crossover of two archive points (one of them a best
+elite): every free parameter is taken from either parent with equal chance. Then each numeric parameter is
+mutated with probability ``mutation_rate`` by a Gaussian step of ``sigma`` of its normalised range
+(log-scaled where the space says ``log``), each choice switched with probability ``mutation_rate`` / 2; a
+child equal to a parent, or to the incumbent, is always mutated once. A child's ``params`` are the values that
+differ from the incumbent (only parameters of the space, clipped into range; frozen ones never change).
+``kind`` is those names sorted and joined by ",", except when both parents share a kind that is not such a
+name list (a family name, say): then that kind. The children go first every ``lead_every``-th trial (so the
+default selector tries them; 0 = never) and after the policy's own proposals otherwise (for a selector).
 """
 import json
 import math
@@ -165,27 +170,56 @@ def _distance(a, b, axes):
     return math.sqrt(total)
 
 
-def _archive(history, maximize, n_best, n_diverse, pool_fraction, axes):
+def _points(history, incumbent, axes, maximize):
+    """[score, record, full point] for every ok record with a finite metric and params.
+
+    A record's ``params`` is an edit of the incumbent of its time; its full point is rebuilt as: its own
+    edits, else the latest kept edit before it, else the current incumbent's value (what is known).
+    """
+    state = {}
+    out = []
+    for record in history:
+        if not isinstance(record, dict):
+            continue
+        edits = _params(record)
+        metric = _finite(record.get("metric"))
+        if record.get("status") == "ok" and metric is not None and edits:
+            point = {}
+            for name in sorted(axes):
+                if name in edits:
+                    value = edits[name]
+                elif name in state:
+                    value = state[name]
+                elif name in incumbent:
+                    value = incumbent[name]
+                else:
+                    continue
+                value = _valid(value, axes[name])
+                if value is not None:
+                    point[name] = value
+            if point:
+                out.append([metric if maximize else -metric, record, point])
+        if record.get("kept") is True:
+            for name in edits:
+                state[name] = edits[name]
+    return out
+
+
+def _archive(points, n_best, n_diverse, pool_fraction, axes):
+    """The best ``n_best`` distinct points, then ``n_diverse`` maximin-far ones from the better rest."""
     best = {}
     order = []
-    for record in history:
-        if not isinstance(record, dict) or record.get("status") != "ok":
-            continue
-        metric = _finite(record.get("metric"))
-        params = _params(record)
-        if metric is None or not params:
-            continue
-        score = metric if maximize else -metric
-        key = _canon(params)
+    for entry in points:
+        key = _canon(entry[2])
         if key not in best:
             order.append(key)
-            best[key] = [score, record]
-        elif score > best[key][0]:
-            best[key] = [score, record]
+            best[key] = entry
+        elif entry[0] > best[key][0]:
+            best[key] = entry
     ranked = []
     for i in range(len(order)):
         entry = best[order[i]]
-        ranked.append([-entry[0], i, entry[1]])
+        ranked.append([-entry[0], i, entry])
     ranked.sort()
     elites = [item[2] for item in ranked[:n_best]]
     rest = [item[2] for item in ranked[n_best:]]
@@ -196,7 +230,7 @@ def _archive(history, maximize, n_best, n_diverse, pool_fraction, axes):
         far_index = 0
         far_value = -1.0
         for i in range(len(rest)):
-            nearest = min([_distance(_params(rest[i]), _params(e), axes) for e in elites])
+            nearest = min([_distance(rest[i][2], e[2], axes) for e in elites])
             if nearest > far_value:
                 far_value = nearest
                 far_index = i
@@ -215,6 +249,22 @@ def _mutate(params, name, axis, sigma, rng):
     params[name] = _from_unit(u + rng.gauss(0.0, sigma), axis)
 
 
+def _edits(point, incumbent):
+    """The part of ``point`` that differs from the incumbent: what a proposal's params are."""
+    out = {}
+    for name in sorted(point):
+        if name not in incumbent or _canon(point[name]) != _canon(incumbent[name]):
+            out[name] = point[name]
+    return out
+
+
+def _same_point(child, parent, frozen):
+    for name in child:
+        if name not in frozen and (name not in parent or _canon(child[name]) != _canon(parent[name])):
+            return False
+    return True
+
+
 def _label(record):
     rid = record.get("id")
     if not isinstance(rid, str):
@@ -225,7 +275,15 @@ def _label(record):
 class EliteCrossover(Mechanism):
     """Append crossover children of two archive elites (best + diverse), with a small mutation."""
 
-    PARAMS = {"elites": 3, "diverse": 2, "pool_fraction": 0.5, "children": 2, "mutation_rate": 0.3, "sigma": 0.1}
+    PARAMS = {
+        "elites": 3,
+        "diverse": 2,
+        "pool_fraction": 0.5,
+        "children": 2,
+        "mutation_rate": 0.3,
+        "sigma": 0.1,
+        "lead_every": 2,
+    }
 
     def propose(self, context, rng):
         p = self.PARAMS
@@ -242,10 +300,12 @@ class EliteCrossover(Mechanism):
             axis = _axis(space[name])
             if axis is not None and isinstance(name, str):
                 axes[name] = axis
+        incumbent = context.get("incumbent")
+        if not isinstance(incumbent, dict):
+            incumbent = {}
         n_best = max(int(p.get("elites", 3)), 1)
         archive = _archive(
-            history,
-            context.get("maximize") is True,
+            _points(history, incumbent, axes, context.get("maximize") is True),
             n_best,
             max(int(p.get("diverse", 2)), 0),
             min(max(float(p.get("pool_fraction", 0.5)), 0.0), 1.0),
@@ -263,53 +323,41 @@ class EliteCrossover(Mechanism):
                 second += 1
             a = archive[first]
             b = archive[second]
-            pa = _params(a)
-            pb = _params(b)
-            names = sorted([str(k) for k in pa] + [str(k) for k in pb if k not in pa])
-            names = [n for n in names if n in axes and n not in frozen]
+            pa = a[2]
+            pb = b[2]
+            free = [n for n in sorted(axes) if n not in frozen and (n in pa or n in pb)]
             child = {}
-            for name in names:
+            for name in free:
                 if name in pa and name in pb:
                     child[name] = pa[name] if rng.random() < 0.5 else pb[name]
-                elif rng.random() < 0.5:
-                    child[name] = pa[name] if name in pa else pb[name]
-            if not child:
-                for name in names:
-                    if name in pa:
-                        child[name] = pa[name]
-                if not child:
-                    continue
-            for name in sorted(child):
-                value = _valid(child[name], axes[name])
-                if value is None:
-                    child.pop(name)
                 else:
-                    child[name] = value
+                    child[name] = pa[name] if name in pa else pb[name]
             if not child:
                 continue
             mutated = False
-            for name in sorted(child):
-                axis = axes.get(name)
-                if axis is None:
-                    continue
-                chance = rate / 2 if axis[0] == "choice" else rate
+            for name in free:
+                chance = rate / 2 if axes[name][0] == "choice" else rate
                 if rng.random() < chance:
-                    _mutate(child, name, axis, sigma, rng)
+                    _mutate(child, name, axes[name], sigma, rng)
                     mutated = True
-            key = _canon(child)
-            if key == _canon(pa) or key == _canon(pb):
-                options = [name for name in sorted(child) if name in axes]
-                if options:
-                    name = rng.choice(options)
-                    _mutate(child, name, axes[name], max(sigma, 0.05), rng)
-                    mutated = True
-            kind = ",".join(sorted(child))
-            parent_kind = a.get("kind")
-            if isinstance(parent_kind, str) and parent_kind == b.get("kind"):
-                if parent_kind != ",".join(sorted([str(k) for k in pa])):
+            edits = _edits(child, incumbent)
+            if not edits or _same_point(child, pa, frozen) or _same_point(child, pb, frozen):
+                name = rng.choice(free)
+                _mutate(child, name, axes[name], max(sigma, 0.05), rng)
+                mutated = True
+                edits = _edits(child, incumbent)
+            if not edits:
+                continue
+            kind = ",".join(sorted(edits))
+            parent_kind = a[1].get("kind")
+            if isinstance(parent_kind, str) and parent_kind == b[1].get("kind"):
+                if parent_kind != ",".join(sorted([str(k) for k in _params(a[1])])):
                     kind = parent_kind
-            rationale = "crossover of elites %s and %s" % (_label(a), _label(b))
+            rationale = "crossover of elites %s and %s" % (_label(a[1]), _label(b[1]))
             if mutated:
                 rationale += " with mutation"
-            added.append({"kind": kind, "payload": {"params": child}, "rationale": rationale})
+            added.append({"kind": kind, "payload": {"params": edits}, "rationale": rationale})
+        lead = max(int(p.get("lead_every", 2)), 0)
+        if lead > 0 and len(history) % lead == 0:
+            return added + proposals
         return proposals + added

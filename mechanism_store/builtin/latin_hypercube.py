@@ -1,17 +1,22 @@
 """Latin hypercube proposals around the incumbent (design of experiments, "orthogonal exploration").
 
-``propose`` adds ``n`` points drawn from one Latin hypercube over up to ``dims`` non-frozen parameters of
+``propose`` adds the ``n`` points of one Latin hypercube over up to ``dims`` non-frozen parameters of
 ``context["space"]`` (0 = all of them). Each chosen parameter's range is cut into ``n`` strata and every
-stratum is used exactly once, so ``n`` proposals spread over each axis instead of clustering where the
-policy's prior points.
+stratum is used exactly once, so the points spread over each axis instead of clustering where the policy's
+prior points. The design is fixed for a block of ``n`` leading turns (seeded by the run's first trial seed
+and the block number, both read from ``history``) and rotated so that turn ``i`` of the block gets point ``i``
+first: the ``n`` turns of a block cover every stratum even though each call is independent.
 
 Numbers (float/int, linear or log) are sampled in a window of ``radius`` (a fraction of the normalised
 range, log-scaled when the space says ``log``) around the incumbent's value, shifted to stay inside the
 bounds; ints are rounded; choices and bools are stratified over all their values. ``kind`` is the sorted
 parameter names joined by ",", ``payload.params`` holds only the sampled parameters. With ``replace`` = 1
-the policy's own proposals are dropped, else the new ones are appended.
+the policy's own proposals are dropped; else the design's points go first every ``lead_every``-th trial
+(so the default selector tries them; 0 = never) and after the policy's own otherwise (for a selector).
 """
+import json
 import math
+import random
 
 from recur.core.mechanism_api import Mechanism
 
@@ -93,10 +98,21 @@ def _from_unit(u, axis):
     return min(max(value, low), high)
 
 
-class LatinHypercube(Mechanism):
-    """Add ``n`` Latin-hypercube proposals over the free parameters, centred on the incumbent."""
+def _design_seed(history):
+    """A seed fixed for a whole run (the first record's seed) so consecutive calls share one design."""
+    for record in history:
+        if isinstance(record, dict):
+            seed = record.get("seed")
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                return seed
+            return 0
+    return 0
 
-    PARAMS = {"n": 4, "radius": 0.25, "dims": 3, "replace": 0}
+
+class LatinHypercube(Mechanism):
+    """Propose the points of a Latin hypercube over the free parameters, centred on the incumbent."""
+
+    PARAMS = {"n": 4, "radius": 0.25, "dims": 3, "lead_every": 2, "replace": 0}
 
     def propose(self, context, rng):
         p = self.PARAMS
@@ -104,6 +120,7 @@ class LatinHypercube(Mechanism):
         space = context.get("space")
         if not isinstance(space, dict):
             return proposals
+        history = context.get("history") or []
         frozen = {}
         for name in context.get("frozen") or []:
             frozen[str(name)] = True
@@ -118,16 +135,26 @@ class LatinHypercube(Mechanism):
         names = sorted(axes)
         if not names:
             return proposals
+        n = max(int(p.get("n", 4)), 1)
+        lead = max(int(p.get("lead_every", 2)), 0)
+        turn = len(history) // max(lead, 1)
+        position = turn % n
+        # One design per block of n trials, the same for every call in the block, so the n trials of a block
+        # together cover every stratum of every chosen parameter. The call's rng only breaks the tie when
+        # there is no history to take the run's seed from.
+        if history:
+            design = random.Random(json.dumps([_design_seed(history), turn // n]))
+        else:
+            design = random.Random(rng.random())
         dims = int(p.get("dims", 3))
         if 0 < dims < len(names):
-            names = sorted(rng.sample(names, dims))
-        n = max(int(p.get("n", 4)), 1)
+            names = sorted(design.sample(names, dims))
         radius = min(max(float(p.get("radius", 0.25)), 0.0), 0.5)
         columns = {}
         for name in names:
             axis = axes[name]
             strata = list(range(n))
-            rng.shuffle(strata)
+            design.shuffle(strata)
             lo = 0.0
             hi = 1.0
             if axis[0] != "choice":
@@ -142,12 +169,13 @@ class LatinHypercube(Mechanism):
                     hi = 1.0
             column = []
             for i in range(n):
-                u = lo + (strata[i] + rng.random()) / n * (hi - lo)
+                u = lo + (strata[i] + design.random()) / n * (hi - lo)
                 column.append(_from_unit(u, axis))
             columns[name] = column
         kind = ",".join(names)
         added = []
-        for i in range(n):
+        for k in range(n):
+            i = (position + k) % n
             params = {}
             for name in names:
                 params[name] = columns[name][i]
@@ -155,10 +183,12 @@ class LatinHypercube(Mechanism):
                 {
                     "kind": kind,
                     "payload": {"params": params},
-                    "rationale": "Latin hypercube sample %d/%d over %s (radius %.3g of each range around the incumbent)"
+                    "rationale": "Latin hypercube point %d/%d over %s (radius %.3g of each range around the incumbent)"
                     % (i + 1, n, kind, radius),
                 }
             )
         if int(p.get("replace", 0)):
             return added
+        if lead > 0 and len(history) % lead == 0:
+            return added + proposals
         return proposals + added

@@ -7,7 +7,14 @@
 space says ``log``) away from the incumbent's value, and choices/bools take a different value. Of
 ``pool`` random far candidates the ones farthest (maximin) from the points tried in the last ``memory``
 records are chosen, so restarts land in unexplored regions. Outside a stagnation it returns the policy's
-proposals unchanged. Memory is derived from ``history`` only.
+proposals unchanged.
+
+``accept`` makes the restart a real one: on a restart trial (the same history test, so it knows without
+seeing the candidate) an ok result is kept even if it is worse, which moves the incumbent to the new region
+where the search continues (the level still remembers its best). Everything the default gate keeps stays
+kept; failures never are. ``keep_restart`` = 0 leaves acceptance to the default gate. Memory is derived from
+``history`` only; with parallel workers the history ``accept`` sees can differ from the one ``propose`` saw,
+in which case a restart may go unkept or an ordinary trial be kept once.
 """
 import math
 
@@ -132,20 +139,36 @@ def _stagnation(history):
     return run
 
 
-class Restart(Mechanism):
-    """After ``patience`` records without a kept improvement, replace proposals with far-away restart points."""
+def _fires(history, params):
+    """Whether this trial is a restart: ``patience`` records without a kept one, then every ``cooldown``."""
+    patience = max(int(params.get("patience", 8)), 1)
+    cooldown = max(int(params.get("cooldown", 4)), 1)
+    run = _stagnation(history)
+    return run >= patience and (run - patience) % cooldown == 0
 
-    PARAMS = {"patience": 8, "cooldown": 4, "n": 1, "min_distance": 0.3, "dims": 0, "pool": 16, "memory": 50}
+
+class Restart(Mechanism):
+    """After ``patience`` records without a kept improvement, jump far away: propose restart points, keep the result."""
+
+    PARAMS = {
+        "patience": 8,
+        "cooldown": 4,
+        "n": 1,
+        "min_distance": 0.3,
+        "dims": 0,
+        "pool": 16,
+        "memory": 50,
+        "keep_restart": 1,
+    }
 
     def propose(self, context, rng):
         p = self.PARAMS
         proposals = list(context.get("proposals") or [])
         history = context.get("history") or []
-        patience = max(int(p.get("patience", 8)), 1)
-        cooldown = max(int(p.get("cooldown", 4)), 1)
-        run = _stagnation(history)
-        if run < patience or (run - patience) % cooldown != 0:
+        if not _fires(history, p):
             return proposals
+        patience = max(int(p.get("patience", 8)), 1)
+        run = _stagnation(history)
         space = context.get("space")
         if not isinstance(space, dict):
             return proposals
@@ -222,3 +245,15 @@ class Restart(Mechanism):
                 }
             )
         return restarts
+
+    def accept(self, outcome, history, rng):
+        if outcome.get("default_keep") is True:
+            return True
+        if not int(self.PARAMS.get("keep_restart", 1)):
+            return False
+        metric = outcome.get("metric")
+        if outcome.get("status") != "ok" or isinstance(metric, bool) or not isinstance(metric, (int, float)):
+            return False
+        if not math.isfinite(metric):
+            return False
+        return _fires(history, self.PARAMS)
