@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import atexit
 import json
 import math
 import os
@@ -108,7 +109,18 @@ def get_model() -> Any:
             _model = llama_cpp.Llama(model_path=str(path), n_ctx=OFFLINE_CONTEXT_TOKENS, n_threads=N_THREADS,
                                      n_threads_batch=N_THREADS_BATCH, seed=0, verbose=False)
             _load_seconds = time.perf_counter() - t0
+            atexit.register(_close_model)
         return _model
+
+
+def _close_model() -> None:
+    """Free the model before interpreter teardown (llama-cpp's own __del__ fails then, printing a traceback)."""
+    global _model
+    if _model is not None:
+        try:
+            _model.close()
+        finally:
+            _model = None
 
 
 def load_seconds() -> float | None:

@@ -23,14 +23,25 @@ class ProposalBackend(Protocol):
 
 
 class SearchPolicy:
-    def __init__(self, backend: ProposalBackend, hooks: HookRunner):
+    def __init__(self, backend: ProposalBackend, hooks: HookRunner, fallback: ProposalBackend | None = None,
+                 on_fallback=None):
         self.backend = backend
         self.hooks = hooks
+        self.fallback = fallback
+        self.on_fallback = on_fallback
 
     def choose(self, context: dict[str, Any], seed: int, trial_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return (chosen proposal, the guided context it was chosen in)."""
         context = self.hooks.guide(context)
-        own = self.backend.generate(context, seed, trial_id)
+        try:
+            own = self.backend.generate(context, seed, trial_id)
+        except Exception as exc:  # the model gave nothing usable after its retries and re-asks
+            if self.fallback is None or type(exc).__name__ not in ("LLMError", "OfflineModelError") or "no usable answer" not in str(exc):
+                raise
+            if self.on_fallback:
+                self.on_fallback(trial_id, str(exc))
+            own = [{**p, "rationale": f"fallback after model failure: {p.get('rationale', '')}"}
+                   for p in self.fallback.generate(context, seed, trial_id)]
         valid = []
         for p in own:
             try:

@@ -41,12 +41,27 @@ class ScriptedMechanismBackend:
         return [{"kind": family, "payload": {"params": params}, "rationale": f"scripted: {family} {why}"}]
 
 
+def fallback_backend(level: int) -> Any:
+    """What proposes when the model gave no usable answer after its re-asks: the scripted move (recorded as such)."""
+    return ScriptedBackend() if level == 1 else ScriptedMechanismBackend()
+
+
 def backend_factory(opts: Any, rt: Any) -> Callable[[int], Any]:
     def make(level: int) -> Any:
         model = opts.level_models.get(str(level), opts.model)
         if model == "scripted":
             return ScriptedBackend() if level == 1 else ScriptedMechanismBackend()
-        raise NotImplementedError(f"model {model!r} is not wired yet")
+        from recur.core.llm import LLMClient, LLMConfig
+        from recur.levels.llm_backends import Level1LLMBackend, OuterLLMBackend
+
+        def on_call(call: dict) -> None:
+            rt.trace.record_llm_call(rt.run_id, call)
+            rt.budget.charge({"tokens": (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0),
+                              "usd": call.get("cost_usd") or 0.0})
+
+        client = LLMClient(LLMConfig(model=model, api_base=opts.api_base, max_tokens=160 if model == "offline" else 1500),
+                           on_call=on_call)
+        return Level1LLMBackend(client) if level == 1 else OuterLLMBackend(client, level)
 
     return make
 

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         levels: int = typer.Option(1, "--levels", min=1, max=8, help="How many levels to stack (1 = autoresearch)."),
         task: str = typer.Option("gpt_pretrain", "--task", help="Task to optimise (gpt_pretrain, synthetic, ...)."),
         preset: Optional[str] = typer.Option(None, "--preset", help="Task preset (gpt_pretrain: cpu-tiny, gpu)."),
-        model: str = typer.Option("scripted", "--model", help="Model for every level: offline (embedded), scripted (non-LLM baseline), or any litellm model string."),
+        model: str = typer.Option("offline", "--model", help="Model for every level: offline (embedded SmolLM2, the default), scripted (non-LLM baseline), or any litellm model string."),
         api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...)."),
         level_model: list[str] = typer.Option([], "--level-model", help="Per-level model override, LEVEL=MODEL (repeatable)."),
         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included (default: 20 at --levels 1, two top-level candidates above)."),
@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the level stack: level 1 trains and keeps better edits; levels 2+ search for mechanisms."""
         from recur.core.cli import UserError, console
+        from recur.core.llm import LLMError
         from recur.core.task import TaskError
         from recur.core.trace import TraceError
         from recur.core.workspace import WorkspaceLocked
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
             with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:
                 progress.begin(r.run_id, r.opts, r.opts.plan()[2])
                 summary = r.execute()
-        except (RunError, TaskError, TraceError, WorkspaceLocked) as exc:
+        except (RunError, TaskError, TraceError, WorkspaceLocked, LLMError) as exc:
             raise UserError(str(exc)) from None
         best, start = summary["best_metric"], summary["start_metric"]
         out.print(f"run {summary['run_id']} {summary['status']}: {summary['trials']} level-1 trials, "

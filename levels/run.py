@@ -34,7 +34,7 @@ class RunOptions:
     levels: int = 1
     task: str = "gpt_pretrain"
     preset: str | None = None
-    model: str = "scripted"
+    model: str = "offline"
     api_base: str | None = None
     level_models: dict[str, str] = field(default_factory=dict)
     max_trials: int | None = None  # None: 20 at level 1, two top-level candidates above

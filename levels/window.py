@@ -65,7 +65,12 @@ class WindowResult:
 def make_policy(rt: Runtime, level: int, mechanisms: list[ActiveMechanism]) -> SearchPolicy:
     invoker = rt.invoker_factory(mechanisms) if mechanisms and rt.invoker_factory else None
     assert rt.backend_factory is not None
-    return SearchPolicy(rt.backend_factory(level), HookRunner(mechanisms, invoker))
+    from recur.levels.backends import fallback_backend
+
+    def on_fallback(trial_id: str, error: str) -> None:
+        rt.trace.event(rt.run_id, "model-fallback", f"{trial_id}: {error[:300]}", level=level)
+
+    return SearchPolicy(rt.backend_factory(level), HookRunner(mechanisms, invoker), fallback_backend(level), on_fallback)
 
 
 def close_policy(policy: SearchPolicy | None) -> None:

@@ -22,7 +22,7 @@ def _trace(workdir: Path) -> TraceStore:
 
 
 def test_keep_and_revert_land_on_the_branch(workdir: Path) -> None:
-    opts = RunOptions(task="synthetic", max_trials=14, seed=3)
+    opts = RunOptions(model="scripted", task="synthetic", max_trials=14, seed=3)
     with Run(workdir, opts, resume=False) as run:
         summary = run.execute()
     trace = _trace(workdir)
@@ -48,7 +48,7 @@ def test_keep_and_revert_land_on_the_branch(workdir: Path) -> None:
 
 
 def test_status_and_export_read_the_trace(workdir: Path) -> None:
-    res = run_cli("run", "--task", "synthetic", "--max-trials", "6", "--seed", "1", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--task", "synthetic", "--max-trials", "6", "--seed", "1", cwd=workdir)
     assert res.returncode == 0, res.stderr
     assert "baseline" in res.stdout and "finished" in res.stdout
     status = run_cli("status", cwd=workdir)
@@ -69,32 +69,32 @@ def test_bad_arguments_give_one_line_and_exit_2(workdir: Path) -> None:
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith("recur: error:") and len(res.stderr.strip().splitlines()) == 1
         assert "Traceback" not in res.stderr
-    res = run_cli("run", "--task", "nope", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--task", "nope", cwd=workdir)
     assert res.returncode == 1 and "unknown task 'nope'" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_second_run_refuses_while_the_workspace_is_locked(workdir: Path) -> None:
-    first = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--max-trials", "400"], cwd=workdir,
+    first = subprocess.Popen([RECUR, "run", "--model", "scripted", "--task", "synthetic", "--max-trials", "400"], cwd=workdir,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not (workdir / ".recur" / "trace.db").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.0)
-        second = run_cli("run", "--task", "synthetic", "--max-trials", "3", cwd=workdir)
+        second = run_cli("run", "--model", "scripted", "--task", "synthetic", "--max-trials", "3", cwd=workdir)
         assert second.returncode == 1
         assert "in use by a running recur" in second.stderr and "Traceback" not in second.stderr
     finally:
         first.kill()
         first.wait()
     # kill -9 released the lock: a resume can take it
-    again = run_cli("run", "--resume", "--max-trials", "3", cwd=workdir)
+    again = run_cli("run", "--model", "scripted", "--resume", "--max-trials", "3", cwd=workdir)
     assert "in use" not in again.stderr
 
 
 def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> None:
     total = 40
-    proc = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--max-trials", str(total), "--seed", "7"],
+    proc = subprocess.Popen([RECUR, "run", "--model", "scripted", "--task", "synthetic", "--max-trials", str(total), "--seed", "7"],
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = workdir / ".recur" / "trace.db"
     deadline = time.monotonic() + 120
@@ -112,7 +112,7 @@ def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> No
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    res = run_cli("run", "--resume", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--resume", cwd=workdir)
     assert res.returncode == 0, res.stderr
     trace = _trace(workdir)
     run_id = trace.run()["id"]
@@ -134,7 +134,7 @@ def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> No
 
 
 def test_resume_without_a_run_is_a_clear_error(workdir: Path) -> None:
-    res = run_cli("run", "--resume", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--resume", cwd=workdir)
     assert res.returncode == 1 and "nothing to resume" in res.stderr
 
 

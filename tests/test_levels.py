@@ -13,7 +13,7 @@ import pytest
 
 
 def test_levels_3_offline_run_leaves_lineage_and_a_port(workdir) -> None:
-    res = run_cli("run", "--levels", "3", "--task", "synthetic", "--seed", "0", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "0", cwd=workdir)
     assert res.returncode == 0, res.stderr
     assert "plan: level 3: 2 candidates" in res.stdout
     store = MechanismStore(workdir / ".recur" / "store", create=False)
@@ -35,7 +35,7 @@ def test_levels_3_offline_run_leaves_lineage_and_a_port(workdir) -> None:
 
 
 def test_levels_4_run_by_the_same_code(workdir) -> None:
-    opts = RunOptions(levels=4, task="synthetic", window=2, meta_window=1, max_trials=2 + 16, seed=1)
+    opts = RunOptions(model="scripted", levels=4, task="synthetic", window=2, meta_window=1, max_trials=2 + 16, seed=1)
     with Run(workdir, opts, resume=False) as run:
         summary = run.execute()
     trace = TraceStore(workdir / ".recur" / "trace.db")
@@ -52,5 +52,5 @@ def test_plan_refuses_what_cannot_fit() -> None:
 
 
 def test_unfit_plan_is_one_clear_line(workdir) -> None:
-    res = run_cli("run", "--levels", "3", "--task", "synthetic", "--max-trials", "10", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--max-trials", "10", cwd=workdir)
     assert res.returncode == 1 and "cannot fit" in res.stderr and "Traceback" not in res.stderr
