@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from recur.core.mechanism_api import HOOKS
+from recur.core.records import json_safe
 
 __all__ = ["Sandbox", "SandboxResult", "SandboxError", "MiB", "RNG_HOOKS", "JSON_ARGS"]
 
@@ -400,16 +401,6 @@ class Sandbox:
         return SandboxResult(False, None, str(resp.get("error") or "unknown error"), seconds, False)
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
 def _strict_dumps(obj: Any) -> str:
     """Strict JSON (NaN/inf become null, as ``records.json_safe`` writes them); raise TypeError if impossible."""
     try:
@@ -419,7 +410,7 @@ def _strict_dumps(obj: Any) -> str:
     except (TypeError, RecursionError) as exc:
         raise TypeError(f"hook arguments must be JSON-serialisable: {exc}") from None
     try:
-        return json.dumps(_finite_or_none(obj), allow_nan=False)
+        return json.dumps(json_safe(obj), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"hook arguments must be JSON-serialisable: {type(exc).__name__}: {exc}") from None
 
