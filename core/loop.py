@@ -69,6 +69,10 @@ class Loop(abc.ABC):
         """Called once when the window ends (flush hook counts, close workers)."""
 
 
+def _relative(scope: str, run_id: str) -> str:
+    return scope[len(run_id) + 1:] if scope.startswith(run_id + "/") else scope
+
+
 def drive(
     loop: Loop,
     trace: TraceStore,
@@ -79,13 +83,15 @@ def drive(
     parallel: int = 1,
     on_trial: Callable[[Trial, bool], None] | None = None,
     seed_scope: str | None = None,
+    run_seed: int = 0,
 ) -> list[Trial]:
     """Run ``loop`` for up to ``steps`` candidates in ``scope`` under ``budget``; resume-safe.
 
     ``parallel`` > 1 proposes that many candidates from the same history and evaluates them concurrently,
     then accepts and records them in step order. ``on_trial(trial, replayed)`` feeds progress displays.
     Trial seeds derive from ``seed_scope`` (default ``scope``) and the step, so a candidate window and its
-    control window given the same ``seed_scope`` run on the same seeds (a paired comparison).
+    control window given the same ``seed_scope`` run on the same seeds (a paired comparison). Seeds depend on
+    ``run_seed`` and the scope *below* the run id, so two runs with the same ``--seed`` draw the same seeds.
     """
     history: list[Trial] = []
     step = 0
@@ -111,7 +117,7 @@ def drive(
             if row is not None:  # died while running: evaluate the same candidate again, never re-propose
                 candidate = row.candidate
             else:
-                ctx = StepContext(run_id, scope, i, trial_id, derive_seed(run_id, seed_scope or scope, i), list(history))
+                ctx = StepContext(run_id, scope, i, trial_id, derive_seed(run_seed, _relative(seed_scope or scope, run_id), i), list(history))
                 candidate = loop.propose(ctx)
             trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
             batch.append((i, candidate))

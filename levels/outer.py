@@ -276,7 +276,7 @@ class LevelK:
         state = OuterState(WindowStart(start.sha, start.metric, {lv: list(ms) for lv, ms in start.active.items() if lv < k}))
         loop = OuterLoop(rt, k, self.child, state, policy, self.child_steps, self.pairs, self.extra)
         try:
-            history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, on_trial=rt.on_trial, seed_scope=seed_scope)
+            history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, on_trial=rt.on_trial, seed_scope=seed_scope, run_seed=rt.seed)
         finally:
             close_policy(policy)
         counts = rt.trace.scope_hook_calls(scope)

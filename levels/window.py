@@ -105,7 +105,7 @@ class Level1:
         loop = InnerLoop(rt, state, policy, baseline_steps)
         try:
             history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, parallel=rt.settings.get("workers", 1),
-                            on_trial=rt.on_trial, seed_scope=seed_scope)
+                            on_trial=rt.on_trial, seed_scope=seed_scope, run_seed=rt.seed)
         finally:
             close_policy(policy)
         if branch == rt.main_branch:
