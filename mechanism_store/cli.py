@@ -84,12 +84,19 @@ def register(app: typer.Typer) -> None:
 
         from recur.core.cli import console
 
+        rows = [(m.name, str(m.level), m.status, m.trailers.get("Score", "-"), m.trailers.get("Hook-Calls", "-"),
+                 (m.parent or "-").split("/", 2)[-1]) for m in _store(workdir).list(level, status)]
+        header = ("name", "level", "status", "score", "hook calls", "parent")
+        if len(rows) > 200:  # a rich table of thousands of rows takes seconds: print aligned plain text instead
+            widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+            typer.echo("\n".join(lines))
+            return
         table = Table(title="mechanisms")
-        for col in ("name", "level", "status", "score", "hook calls", "parent"):
+        for col in header:
             table.add_column(col)
-        for m in _store(workdir).list(level, status):
-            table.add_row(m.name, str(m.level), m.status, m.trailers.get("Score", "-"), m.trailers.get("Hook-Calls", "-"),
-                          (m.parent or "-").split("/", 2)[-1])
+        for r in rows:
+            table.add_row(*r)
         console().print(table)
 
     @mech.command()

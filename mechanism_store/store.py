@@ -266,6 +266,9 @@ class MechanismStore:
         """A branch name from a full name, ``<slug>-<hash>``, or a unique slug."""
         if name.startswith("mech/") and self._exists(name):
             return name
+        direct = self.repo.git.for_each_ref("--format=%(refname:strip=2)", f"refs/heads/mech/*/{name}").split()
+        if len(direct) == 1:
+            return direct[0]
         matches = [m.branch for m in self.list() if m.name == name or m.branch.endswith("/" + name)]
         if not matches:
             matches = [m.branch for m in self.list() if m.slug == name]
