@@ -50,7 +50,7 @@ class Progress:
         metric = "-" if o.metric is None else f"{o.metric:.4f}"
         tag = "replayed " if replayed else ""
         what = "baseline" if c.payload.get("baseline") else c.kind
-        verdict = "keep" if d.keep else (o.status if not o.ok else "discard")
+        verdict = "keep" if d.keep else (o.status if not o.ok else ("ok" if c.payload.get("baseline") else "discard"))
         indent = "  " * (self.top - level) if hasattr(self, "top") else ""
         if level > 1:
             what = f"{c.payload.get('mechanism', c.kind)}"

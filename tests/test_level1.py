@@ -162,3 +162,18 @@ def test_unified_diff_applies_and_bad_diffs_are_rejected() -> None:
         apply_unified_diff(SOURCE, "@@ -3,1 +3,1 @@\n-DEPTH = 4\n+DEPTH = (\n")
     with pytest.raises(EditError, match="no hunks"):
         apply_unified_diff(SOURCE, "not a diff")
+
+
+def test_a_changed_pinned_evaluator_voids_the_trial(workdir: Path) -> None:
+    from recur.core.records import VOID
+    from recur.levels.run import RunError
+
+    opts = RunOptions(model="scripted", task="synthetic", max_trials=4, seed=1)
+    with Run(workdir, opts, resume=False) as run:
+        rt = run.setup()
+        rt.pins = {**rt.pins, "surface.py": "0" * 64}  # as if the evaluator changed after the run started
+        with pytest.raises(RunError, match="every baseline trial failed"):
+            run.baseline(rt)
+        rows = rt.trace.trials(rt.run_id, level=1)
+        assert rows and all(r["status"] == VOID for r in rows)
+        assert "pinned evaluator" in rows[0]["outcome"]["info"]["error"]
