@@ -13,7 +13,6 @@ k it is: level 3 is this class with level 2 as its child.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -113,7 +112,6 @@ class OuterLoop(Loop):
     def propose(self, ctx: StepContext) -> Candidate:
         from recur.levels.diagnosis import diagnose
         from recur.mechanism_store.builtin import render
-        from recur.mechanism_store.gate import gate
 
         rt, k = self.rt, self.level
         for extra in self.extra:

@@ -1,7 +1,6 @@
 """Live progress: one line per level-1 trial, and a bar per level with trial count, best metric and time."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console

@@ -5,7 +5,6 @@ finished trials from the trace and re-runs the one that was running, so no trial
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -15,7 +14,6 @@ from typing import Any, Callable
 
 from recur.core.budget import Budget
 from recur.core.executor import WorkerPool
-from recur.core.loop import derive_seed
 from recur.core.stats import keep_threshold, noise_sigma
 from recur.core.task import Task, load_task
 from recur.core.trace import TraceStore

@@ -12,7 +12,6 @@ from typing import Any
 from recur.core.hooks import ActiveMechanism, HookRunner
 from recur.core.loop import drive
 from recur.core.policy import SearchPolicy
-from recur.core.records import Trial
 from recur.levels.inner import InnerLoop, WindowState
 from recur.levels.runtime import Runtime
 
