@@ -64,3 +64,11 @@ def commit_files(
         else:
             g.update_ref(ref, sha)
     return sha
+
+
+def branch_exists(repo: git.Repo, branch: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}")
+        return True
+    except git.GitCommandError:
+        return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import git
 
-from recur.core.gitplumbing import commit_files
+from recur.core.gitplumbing import branch_exists, commit_files
 
 
 class TaskRepo:
@@ -38,11 +38,7 @@ class TaskRepo:
         return self.repo.git.rev_parse(f"refs/heads/{branch}")
 
     def has_branch(self, branch: str) -> bool:
-        try:
-            self.repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}")
-            return True
-        except git.GitCommandError:
-            return False
+        return branch_exists(self.repo, branch)
 
     def set_branch(self, branch: str, sha: str) -> None:
         self.repo.git.update_ref(f"refs/heads/{branch}", sha)

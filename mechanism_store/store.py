@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import git
 
-from recur.core.gitplumbing import commit_files
+from recur.core.gitplumbing import branch_exists, commit_files
 
 STATUSES = ("candidate", "promoted", "rejected", "inactive", "unsafe", "applied")
 TRAILER_KEYS = ("Level", "Parent", "Model", "Diagnosis", "Score", "CI", "Hook-Calls", "Status", "Family", "Held-Out")
@@ -256,11 +256,7 @@ class MechanismStore:
 
     # -------------------------------------------------------------- reads
     def _exists(self, branch: str) -> bool:
-        try:
-            self.repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}")
-            return True
-        except git.GitCommandError:
-            return False
+        return branch_exists(self.repo, branch)
 
     def resolve(self, name: str) -> str:
         """A branch name from a full name, ``<slug>-<hash>``, or a unique slug."""

@@ -87,11 +87,8 @@ def default_cache_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a file, computed by the shipped prepare.py so the task and the pinned evaluator agree."""
+    return _load_prepare().sha256_file(path)
 
 
 def _load_prepare():
