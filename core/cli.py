@@ -6,6 +6,7 @@ Heavy libraries (torch, litellm) are imported inside commands, never at start-up
 from __future__ import annotations
 
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
@@ -118,6 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recur: interrupted; `recur run --resume` continues where it stopped", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen environment problem: one line, details to a file
+        report = _write_crash_report()
+        print(f"recur: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f" (full report: {report}; committed trials and store branches are kept, `recur run --resume` continues)",
+              file=sys.stderr)
+        return 1
+
+
+def _write_crash_report() -> str:
+    """Save the traceback where the user can attach it to a bug report, instead of printing it."""
+    import traceback
+
+    from recur.core.workspace import default_cache_dir
+
+    try:
+        folder = default_cache_dir() / "crash-reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / time.strftime("crash-%Y%m%d-%H%M%S.txt")
+        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+        return str(path)
+    except OSError:
+        return "unavailable (cache folder not writable)"
 
 
 if __name__ == "__main__":

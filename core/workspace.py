@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import IO
 
 
+def default_cache_dir() -> Path:
+    """Where prepared data and crash reports go: ``$RECUR_CACHE_DIR`` or ``~/.cache/recur``."""
+    return Path(os.environ.get("RECUR_CACHE_DIR") or Path.home() / ".cache" / "recur")
+
+
 class WorkspaceLocked(Exception):
     """Another recur run holds this workspace."""
 

@@ -88,6 +88,7 @@ class InnerLoop(Loop):
         payload["rationale"] = str(proposal.get("rationale", ""))[:500]
         if guided.get("frozen"):
             payload["frozen"] = list(guided["frozen"])
+        payload["active"] = [m.name for m in self.policy.hooks.mechanisms]  # what shaped this edit, for reports
         return Candidate(ctx.trial_id, 1, proposal["kind"], payload, ctx.seed, parent=self.state.head)
 
     def hook_delta(self) -> dict:

@@ -6,7 +6,6 @@ finished trials from the trace and re-runs the one that was running, so no trial
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +16,10 @@ from recur.core.executor import WorkerPool
 from recur.core.stats import keep_threshold, noise_sigma
 from recur.core.task import Task, load_task
 from recur.core.trace import TraceStore
-from recur.core.workspace import Workspace
 from recur.levels.gitrepo import TaskRepo
 from recur.levels.runtime import Runtime
 from recur.levels.window import Level1, WindowResult, WindowStart
+from recur.core.workspace import Workspace, default_cache_dir
 
 
 class RunError(Exception):
@@ -63,10 +62,6 @@ class RunOptions:
 
 def new_run_id(seed: int) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-s{seed}"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RECUR_CACHE_DIR") or Path.home() / ".cache" / "recur")
 
 
 def task_for(opts: RunOptions) -> Task:

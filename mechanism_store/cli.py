@@ -21,6 +21,16 @@ def _store(workdir: Optional[Path]):
         raise UserError(str(exc)) from None
 
 
+def _report_health(store) -> None:
+    """Name corrupt branches and the user's uncommitted edits on stderr, so a listing is never silently partial."""
+    for branch, why in sorted(store.corrupt.items()):
+        typer.echo(f"recur: warning: {branch} is corrupt ({why}); it is left out, every other branch is intact", err=True)
+    dirty = store.dirty_files()
+    if dirty:
+        typer.echo(f"recur: warning: the store's work tree has uncommitted edits ({', '.join(dirty[:5])}); recur "
+                   f"commits around them and leaves them as they are", err=True)
+
+
 def _guard(fn):
     """Turn store errors into one clear line."""
     import functools
@@ -84,8 +94,10 @@ def register(app: typer.Typer) -> None:
 
         from recur.core.cli import console
 
+        store = _store(workdir)
         rows = [(m.name, str(m.level), m.status, m.trailers.get("Score", "-"), m.trailers.get("Hook-Calls", "-"),
-                 (m.parent or "-").split("/", 2)[-1]) for m in _store(workdir).list(level, status)]
+                 (m.parent or "-").split("/", 2)[-1]) for m in store.list(level, status)]
+        _report_health(store)
         header = ("name", "level", "status", "score", "hook calls", "parent")
         if len(rows) > 200:  # a rich table of thousands of rows takes seconds: print aligned plain text instead
             widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -127,12 +139,16 @@ def register(app: typer.Typer) -> None:
 
         from recur.core.cli import console
 
-        nodes = _store(workdir).lineage(name)
+        store = _store(workdir)
+        nodes = store.lineage(name)
+        _report_health(store)
         root = None
         stack: list = []
         for depth, m in nodes:
             label = f"{m.name} [L{m.level}] {m.status} score={m.trailers.get('Score', '-')}"
             if root is None:
+                if m.parent:  # the chain goes further up, but that branch is gone or unreadable
+                    label += f" (parent {m.parent} is missing)"
                 root = Tree(label)
                 stack = [root]
                 continue
@@ -149,4 +165,5 @@ def register(app: typer.Typer) -> None:
         if info.level != level:
             info = store.port(info.branch, level, Diagnosis=f"applied by hand from {info.name}")
         store.promote(info.branch, status="applied")
+        _report_health(store)
         typer.echo(f"{info.branch} is active at level {level}")

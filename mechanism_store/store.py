@@ -10,14 +10,18 @@ Layout (plain git works on it too):
   on the branch with updated trailers, so ``git log`` shows the whole story.
 * promotion merges the branch into main (a two-parent commit); rejected branches stay, marked by Status.
 
-All writes go through git plumbing under a lock file, never through the work tree, so a dirty work tree or a
-second writer gives a clear error instead of lost commits.
+All writes go through git plumbing under a lock file, never through the work tree: a second writer waits for
+the lock (then gets a clear error), a user's uncommitted edits in the work tree are left alone and reported
+(``dirty_files``), and a branch whose ref or commit is corrupt is reported by name (``corrupt``) while every
+other branch stays readable. Nothing already committed is rewritten.
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import re
+import subprocess
+import time
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -105,9 +109,15 @@ def active_toml(names: list[str]) -> str:
     return f"# mechanisms active at this level, in hook order\nmechanisms = [{inner}]\n"
 
 
+_LIST_FORMAT = "--format=%(refname:strip=2)%00%(objectname)%00%(contents)%01"
+_BROKEN_REF = re.compile(r"ignoring broken ref refs/heads/(\S+)")
+
+
 class MechanismStore:
-    def __init__(self, path: Path, create: bool = True):
+    def __init__(self, path: Path, create: bool = True, lock_timeout: float = 15.0):
         self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.corrupt: dict[str, str] = {}  # branch -> what is wrong with it, found by the last list()
         try:
             if (self.path / ".git").exists():
                 self.repo = git.Repo(self.path)
@@ -139,10 +149,16 @@ class MechanismStore:
     def _writing(self) -> Iterator[None]:
         lock = Path(self.repo.git_dir) / "recur-store.lock"
         with open(lock, "a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"the mechanism store {self.path} is being written by another process; try again") from None
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreError(f"the mechanism store {self.path} is being written by another process "
+                                         f"(waited {self.lock_timeout:.0f} s); try again when it is done") from None
+                    time.sleep(0.05)
             try:
                 self.main_sha = self._rev("main")
                 yield
@@ -157,11 +173,20 @@ class MechanismStore:
         except git.GitCommandError:
             raise StoreError(f"branch or commit {ref!r} is missing or corrupt in the store") from None
 
-    def _sync_worktree(self) -> None:
-        """Show main in the work tree, unless the user has local edits there (never overwrite them)."""
-        if self.repo.is_dirty(untracked_files=False):
+    def _sync_worktree(self, old_main: str) -> None:
+        """Show the new main in the work tree. With the user's edits there, move only the files they did not
+        touch (git's two-tree merge, as ``git checkout`` does); if that would clash, leave the work tree as is."""
+        if not self.dirty_files():
+            self.repo.git.reset("--hard", "refs/heads/main")
             return
-        self.repo.git.reset("--hard", "refs/heads/main")
+        try:
+            self.repo.git.read_tree("-m", "-u", old_main, "refs/heads/main")
+        except git.GitCommandError:
+            pass
+
+    def dirty_files(self) -> list[str]:
+        """Files the user changed in the store's work tree: recur commits around them and never touches them."""
+        return self.repo.git.diff("--name-only").splitlines()
 
     def _read(self, rev: str, path: str) -> str | None:
         try:
@@ -232,7 +257,7 @@ class MechanismStore:
             commit_files(self.repo, self.main_sha, {module_path(info.level, info.slug): module,
                                                     f"active/L{info.level}.toml": active_toml(names)},
                          message, parents=[self.main_sha, info.sha], branch="main", expect_old=self.main_sha)
-            self._sync_worktree()
+            self._sync_worktree(self.main_sha)
         return self.info(info.branch)
 
     def deactivate(self, level: int, slug: str) -> None:
@@ -241,7 +266,7 @@ class MechanismStore:
             names = [n for n in self.active_names(level) if n != slug]
             commit_files(self.repo, self.main_sha, {f"active/L{level}.toml": active_toml(names)},
                          f"deactivate {slug} at level {level}\n", branch="main", expect_old=self.main_sha)
-            self._sync_worktree()
+            self._sync_worktree(self.main_sha)
 
     def port(self, name: str, to_level: int, source: str | None = None, **trailers: Any) -> MechanismInfo:
         """Recursive bootstrapping: the same mechanism as a new candidate at another level (Parent = original)."""
@@ -262,12 +287,20 @@ class MechanismStore:
         """A branch name from a full name, ``<slug>-<hash>``, or a unique slug."""
         if name.startswith("mech/") and self._exists(name):
             return name
-        direct = self.repo.git.for_each_ref("--format=%(refname:strip=2)", f"refs/heads/mech/*/{name}").split()
-        if len(direct) == 1:
+        code, out, _ = self.repo.git.for_each_ref("--format=%(refname:strip=2)", f"refs/heads/mech/*/{name}",
+                                                  with_extended_output=True, with_exceptions=False)
+        direct = out.split() if code == 0 else []
+        if len(direct) == 1 and self._exists(direct[0]):
             return direct[0]
-        matches = [m.branch for m in self.list() if m.name == name or m.branch.endswith("/" + name)]
+        infos = self.list()
+        matches = [m.branch for m in infos if m.name == name or m.branch.endswith("/" + name)]
         if not matches:
-            matches = [m.branch for m in self.list() if m.slug == name]
+            matches = [m.branch for m in infos if m.slug == name]
+        broken = [b for b in self.corrupt if b == name or b.endswith("/" + name) or b.rsplit("/", 1)[-1].rsplit("-", 1)[0] == name]
+        if broken and not matches:
+            raise StoreError(f"mechanism branch {broken[0]} is corrupt: {self.corrupt[broken[0]]}; the other branches "
+                             f"are intact (`git -C {self.path} fsck` for details; `git -C {self.path} update-ref -d "
+                             f"refs/heads/{broken[0]}` removes it)")
         if not matches:
             raise StoreError(f"no mechanism named {name!r} in the store (see `recur mech list`)")
         if len(set(matches)) > 1:
@@ -277,11 +310,17 @@ class MechanismStore:
     def info(self, name: str) -> MechanismInfo:
         branch = self.resolve(name)
         sha = self._rev(f"refs/heads/{branch}")
-        return MechanismInfo(branch, sha, parse_trailers(self.repo.git.log("-1", "--format=%B", sha)))
+        try:
+            message = self.repo.git.log("-1", "--format=%B", sha)
+        except git.GitCommandError:
+            raise StoreError(f"mechanism branch {branch} is corrupt: its commit {sha[:12]} cannot be read "
+                             f"(`git -C {self.path} fsck` for details)") from None
+        return MechanismInfo(branch, sha, parse_trailers(message))
 
     def list(self, level: int | None = None, status: str | None = None) -> list[MechanismInfo]:
-        """All mechanism branches with their trailers, in one ``for-each-ref`` call (fast on 10,000 branches)."""
-        out = self.repo.git.for_each_ref("refs/heads/mech/", "--format=%(refname:strip=2)%00%(objectname)%00%(contents)%01")
+        """All readable mechanism branches with their trailers, in one ``for-each-ref`` call (fast on 10,000
+        branches). Corrupt branches are left out and named in ``self.corrupt``."""
+        out = self._scan()
         infos = []
         for record in out.split("\x01"):
             record = record.strip("\n")
@@ -297,6 +336,32 @@ class MechanismStore:
                 continue
             infos.append(info)
         return infos
+
+    def _scan(self) -> str:
+        code, out, err = self.repo.git.for_each_ref("refs/heads/mech/", _LIST_FORMAT, with_extended_output=True,
+                                                    with_exceptions=False)
+        self.corrupt = {m.group(1): "its ref does not name a valid commit" for m in _BROKEN_REF.finditer(err)}
+        if code == 0:
+            return out
+        # A commit object is missing or unreadable: find which branches, and list the others.
+        refs = [line.split(" ", 1) for line in self.repo.git.for_each_ref(
+            "refs/heads/mech/", "--format=%(refname:strip=2) %(objectname)").splitlines() if line]
+        check = subprocess.run(["git", "-C", str(self.path), "cat-file", "--batch-check"], capture_output=True,
+                               text=True, input="".join(f"{sha}\n" for _, sha in refs))
+        states = check.stdout.splitlines()
+        good = []
+        for (branch, sha), state in zip(refs, states):
+            if state.split()[-1:] == ["missing"] or " commit " not in f" {state} ":
+                self.corrupt[branch] = f"its commit {sha[:12]} is missing from the object database"
+            else:
+                good.append(f"refs/heads/{branch}")
+        if not good:
+            return ""
+        code, out, err = self.repo.git.for_each_ref(_LIST_FORMAT, *good, with_extended_output=True, with_exceptions=False)
+        if code != 0:
+            raise StoreError(f"the store at {self.path} cannot be read: {err.strip().splitlines()[-1]} "
+                             f"(run `git -C {self.path} fsck`)")
+        return out
 
     def source(self, name: str) -> str:
         info = self.info(name)

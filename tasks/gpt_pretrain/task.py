@@ -23,6 +23,7 @@ import libcst as cst
 
 from recur.core.records import CRASH, NAN, OK, OOM, TIMEOUT, Outcome
 from recur.core.task import Task, TaskError, TrialSpec
+from recur.core.workspace import default_cache_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,10 +81,6 @@ SPACES: dict[str, dict[str, dict[str, Any]]] = {
 
 OOM_MARKERS = ("out of memory", "outofmemoryerror", "memoryerror", "cannot allocate memory")
 _NUM = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity))"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RECUR_CACHE_DIR") or Path.home() / ".cache" / "recur")
 
 
 def _sha256(path: Path) -> str:
