@@ -21,6 +21,7 @@ from recur.core.budget import Budget
 from recur.core.hooks import ActiveMechanism
 from recur.core.loop import Loop, StepContext, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
+from recur.core.stats import bootstrap_ci
 from recur.levels.runtime import Runtime
 from recur.levels.window import WindowResult, WindowStart, close_policy, hook_counts_json, make_policy
 
@@ -62,19 +63,6 @@ def default_point(families: dict[str, dict[str, Any]], family: str) -> dict[str,
 def family_params(params: dict[str, Any]) -> dict[str, Any]:
     fam = params["family"]
     return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(fam + ".")}
-
-
-def bootstrap_ci(diffs: list[float], seed: int, level: float = 0.95, n: int = 2000) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean paired difference (numpy when there is more than one pair)."""
-    if len(diffs) < 2:
-        return (diffs[0], diffs[0]) if diffs else (0.0, 0.0)
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    arr = np.asarray(diffs, dtype=float)
-    means = rng.choice(arr, size=(n, len(arr)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
 
 
 @dataclass
