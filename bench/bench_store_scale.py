@@ -40,6 +40,8 @@ def build(root: Path, n: int) -> str:
                   f"data {len(msgb)}\n".encode(), msgb, f"from {main}\n".encode(),
                   f"M 100644 inline {body}\n".encode(), f"data {len(content)}\n".encode(), content, b"\n"]
     subprocess.run(["git", "fast-import", "--quiet"], cwd=store.path, input=b"".join(lines), check=True)
+    for level in (1, 2):  # what the store does as it grows (fast-import leaves loose refs)
+        store.pack_refs_if_many(Path(store.repo.git_dir) / "refs" / "heads" / "mech" / f"L{level}")
     return names[n - 1 - ((n - 1) % 5)]
 
 

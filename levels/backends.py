@@ -59,8 +59,8 @@ def backend_factory(opts: Any, rt: Any) -> Callable[[int], Any]:
             rt.budget.charge({"tokens": (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0),
                               "usd": call.get("cost_usd") or 0.0})
 
-        client = LLMClient(LLMConfig(model=model, api_base=opts.api_base, max_tokens=160 if model == "offline" else 1500),
-                           on_call=on_call)
+        client = LLMClient(LLMConfig(model=model, api_base=opts.api_base, max_tokens=160 if model == "offline" else 1500,
+                                     timeout_s=opts.llm_timeout), on_call=on_call)
         return Level1LLMBackend(client) if level == 1 else OuterLLMBackend(client, level)
 
     return make

@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Stop after this much trial time."),
         max_usd: Optional[float] = typer.Option(None, "--max-usd", min=0, help="Stop when model spend reaches this."),
+        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop when model tokens (all levels) reach this."),
+        llm_timeout: float = typer.Option(120.0, "--llm-timeout", min=0.1, help="Seconds per model request before it is retried."),
         seed: int = typer.Option(0, "--seed", help="Run seed: trial seeds and proposals derive from it."),
         workers: int = typer.Option(1, "--workers", min=1, help="Trials run at once (one GPU each when GPUs exist)."),
         baseline_repeats: int = typer.Option(2, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
@@ -54,7 +56,8 @@ def register(app: typer.Typer) -> None:
 
         opts = RunOptions(levels=levels, task=task, preset=preset, model=model, api_base=api_base,
                           level_models=_parse_level_models(level_model), max_trials=max_trials,
-                          trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, seed=seed,
+                          trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, max_tokens=max_tokens,
+                          llm_timeout=llm_timeout, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
                           data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
                           pairs=pairs)
@@ -69,3 +72,8 @@ def register(app: typer.Typer) -> None:
         out.print(f"run {summary['run_id']} {summary['status']}: {summary['trials']} level-1 trials, "
                   f"baseline {start:.4f} -> best {best:.4f} (commit {summary['best_commit'][:7]}), "
                   f"keep threshold {summary['threshold']:.4f}")
+        if summary["status"] == "budget":
+            unit = summary["stopped_by"]
+            b = summary["budget"][unit]
+            out.print(f"stopped early: the {unit} budget is spent ({b['used']:.4g} of {b['limit']:.4g} {unit}); "
+                      f"every finished trial is kept in the trace", highlight=False)

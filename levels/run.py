@@ -47,6 +47,7 @@ class RunOptions:
     window: int = 4
     meta_window: int = 2
     pairs: int = 1
+    llm_timeout: float = 120.0  # seconds per model request; a slower reply is retried like a transport error
 
     def plan(self) -> tuple[int, int, str]:
         """(top-level steps, total level-1 trials, printable plan); PlanError if it cannot fit."""
@@ -189,9 +190,11 @@ class Run:
                 from recur.levels.stack import run_stack
 
                 result = run_stack(rt, self.opts, base, steps)
-            status = "finished" if not rt.budget.exhausted or rt.budget.exhausted_by() == "trials" else "budget"
+            stopped_by = rt.budget.exhausted_by()
+            status = "finished" if stopped_by in (None, "trials") else "budget"
             self.trace.finish_run(self.run_id, status)
-            return {"run_id": self.run_id, "status": status, "start_metric": base.best_metric,
+            return {"run_id": self.run_id, "status": status, "stopped_by": stopped_by, "budget": rt.budget.describe(),
+                    "start_metric": base.best_metric,
                     "best_metric": result.best_metric, "best_commit": result.best_sha,
                     "threshold": rt.threshold, "trials": int(rt.budget.used["trials"])}
         except BaseException:

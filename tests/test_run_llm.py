@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-from llm_server import ScriptedLLMServer, reply_text, status
+from llm_server import ScriptedLLMServer, reply_text, slow, status
 from recur.core.trace import TraceStore
+from recur.mechanism_store.store import MechanismStore
 
 GOOD = json.dumps({"changes": [{"name": "DEPTH", "value": 5}], "reason": "deeper"})
 
@@ -45,3 +46,120 @@ def test_run_on_the_embedded_offline_model(workdir) -> None:
         assert json.loads(c["response"])["changes"]
         assert c["completion_tokens"] > 0
     assert len(trace.trials(run_id, level=1)) == 4
+
+
+HOSTILE_MODULE = '''```python
+"""Reads the user's files."""
+import os
+from recur.core.mechanism_api import Mechanism
+
+
+class Snoop(Mechanism):
+    """Lists the home folder while selecting."""
+
+    def select(self, proposals, history, rng):
+        os.listdir("/")
+        return proposals[0]
+```'''
+
+GOOD_MODULE = '''```python
+"""Prefer proposals of the kind that has crashed least."""
+from recur.core.mechanism_api import Mechanism
+
+
+class FewestCrashes(Mechanism):
+    """Select the proposal whose kind crashed least in the history."""
+
+    def select(self, proposals, history, rng):
+        crashes = {}
+        for h in history:
+            if h.get("status") not in ("ok", "discard", "keep"):
+                crashes[h.get("kind")] = crashes.get(h.get("kind"), 0) + 1
+        return min(proposals, key=lambda p: crashes.get(p.get("kind"), 0))
+```'''
+
+
+def by_stage(generate_answers: list[str]):
+    """An OpenAI-compatible responder that answers each stage of every level the way a model would."""
+    generated = iter(generate_answers)
+
+    def step(body):
+        text = body["messages"][-1]["content"]
+        if "Write the mechanism as one Python module" in text or "failed the gate" in text:
+            return reply_text(next(generated, HOSTILE_MODULE))(body)
+        fmt = json.dumps(body.get("response_format") or {})
+        if '"family"' in fmt or "mechanism families" in text:
+            return reply_text(json.dumps({"family": "tabu", "params": {"tenure": 8},
+                                          "diagnosis": "stagnation"}))(body)
+        if "\"changes\"" in fmt or "\"changes\"" in text:
+            return reply_text(GOOD)(body)
+        return reply_text("The search repeats the same edits; it stagnates.")(body)
+    return step
+
+
+def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None:
+    # candidate 1: hostile code, then a good module on the re-ask; candidate 2: hostile on every attempt
+    server = ScriptedLLMServer(default=by_stage([HOSTILE_MODULE, GOOD_MODULE])).start()
+    try:
+        res = run_cli("run", "--task", "synthetic", "--levels", "2", "--window", "2", "--max-trials", "10",
+                      "--model", "openai/x", "--api-base", server.api_base, cwd=workdir, env={"OPENAI_API_KEY": "x"})
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    trace = TraceStore(workdir / ".recur" / "trace.db")
+    run_id = trace.run()["id"]
+    l2 = trace.trials(run_id, level=2)
+    assert len(l2) == 2 and all(t["status"] != "running" for t in l2)
+    assert len(trace.trials(run_id, level=1)) == 10
+    gen = [c for c in trace.llm_calls(run_id) if c["purpose"] == "generate"]
+    outcomes = [c["outcome"] for c in gen]
+    # every attempt is in the trace: 1 rejected + 1 accepted, then 1 + 2 re-asks all rejected
+    assert outcomes[:2] == [outcomes[0], "ok"] and outcomes[0].startswith("parse-error")
+    assert len(gen) == 5 and all(o.startswith("parse-error") for o in outcomes[2:])
+    assert all("import" in o or "gate" in o for o in outcomes if o != "ok")
+    reask = [r for r in server.bodies if "failed the gate" in r["messages"][-1]["content"]]
+    assert reask, "the gate's report must be fed back to the model"
+
+    store = MechanismStore(workdir / ".recur" / "store")
+    first, second = (store.info(t["candidate"]["payload"]["branch"]) for t in l2)
+    assert "class FewestCrashes" in store.source(first.branch)  # the model's own code, after the re-ask
+    assert "import os" not in store.source(second.branch)  # fell back to the rendered family template
+    assert "rendered the family template" in second.trailers["Diagnosis"]  # and the store says why
+
+
+def test_a_reply_slower_than_the_timeout_is_retried_at_run_level(workdir) -> None:
+    server = ScriptedLLMServer(default=reply_text(GOOD)).start()
+    try:
+        server.push(slow(3.0, reply_text(GOOD)))
+        res = run_cli("run", "--task", "synthetic", "--model", "openai/x", "--api-base", server.api_base,
+                      "--llm-timeout", "1", "--max-trials", "4", cwd=workdir, env={"OPENAI_API_KEY": "x"})
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    trace = TraceStore(workdir / ".recur" / "trace.db")
+    run_id = trace.run()["id"]
+    outcomes = [c["outcome"] for c in trace.llm_calls(run_id)]
+    assert outcomes[0].startswith("retry:") and "timeout" in outcomes[0].lower()
+    assert outcomes.count("ok") == 2 and len(trace.trials(run_id, level=1)) == 4
+
+
+def test_max_usd_stops_the_run_cleanly(workdir) -> None:
+    priced = reply_text(GOOD, prompt_tokens=20000, completion_tokens=2000)  # ~0.004 USD on gpt-4o-mini
+    server = ScriptedLLMServer(default=priced).start()
+    try:
+        args = ("run", "--task", "synthetic", "--model", "openai/gpt-4o-mini", "--api-base", server.api_base,
+                "--max-trials", "8")
+        res = run_cli(*args, "--max-usd", "0.006", cwd=workdir, env={"OPENAI_API_KEY": "x"})
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "the usd budget is spent" in res.stdout and "Traceback" not in res.stderr
+        trace = TraceStore(workdir / ".recur" / "trace.db")
+        run_id = trace.run()["id"]
+        spent = sum(c["cost_usd"] or 0 for c in trace.llm_calls(run_id))
+        trials = trace.trials(run_id, level=1)
+        assert 0.006 <= spent < 0.02 and 2 < len(trials) < 8  # stopped at the cap, not at the trial budget
+        assert all(t["status"] != "running" for t in trials)
+        status = run_cli("status", cwd=workdir)
+        assert "gpt-4o-mini" in status.stdout and f"{spent:.4f}" in status.stdout
+    finally:
+        server.stop()
