@@ -20,6 +20,10 @@ def _parse_level_models(values: list[str]) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:
+    from recur.levels.ablate_cli import register as register_ablate
+
+    register_ablate(app)
+
     @app.command()
     def run(
         levels: int = typer.Option(1, "--levels", min=1, max=8, help="How many levels to stack (1 = autoresearch)."),
@@ -42,6 +46,7 @@ def register(app: typer.Typer) -> None:
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window when an outer level evaluates a mechanism."),
         meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
         pairs: int = typer.Option(1, "--pairs", min=1, help="Candidate/control window pairs per mechanism (>= 2 enables the bootstrap CI gate)."),
+        apply: list[str] = typer.Option([], "--apply", help="Built-in mechanism active from the start, NAME[@LEVEL] (repeatable; e.g. freeze_guidance)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run with its stored options."),
     ) -> None:
@@ -60,7 +65,7 @@ def register(app: typer.Typer) -> None:
                           llm_timeout=llm_timeout, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
                           data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
-                          pairs=pairs)
+                          pairs=pairs, apply=list(apply))
         out = console()
         try:
             with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:

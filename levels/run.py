@@ -48,6 +48,7 @@ class RunOptions:
     meta_window: int = 2
     pairs: int = 1
     llm_timeout: float = 120.0  # seconds per model request; a slower reply is retried like a transport error
+    apply: list[str] = field(default_factory=list)  # built-in mechanisms active from the start: NAME[@LEVEL]
 
     def plan(self) -> tuple[int, int, str]:
         """(top-level steps, total level-1 trials, printable plan); PlanError if it cannot fit."""
@@ -72,11 +73,34 @@ def task_for(opts: RunOptions) -> Task:
     return load_task(opts.task, opts.preset, options)
 
 
+def parse_apply(entry: str) -> tuple[str, int]:
+    """``NAME`` or ``NAME@LEVEL`` (level 1 by default) of a built-in mechanism; RunError if unknown."""
+    from recur.mechanism_store.builtin import BUILTIN_FAMILIES
+
+    name, _, level_text = entry.partition("@")
+    if name not in BUILTIN_FAMILIES:
+        raise RunError(f"--apply {entry}: unknown built-in mechanism {name!r}; one of {', '.join(sorted(BUILTIN_FAMILIES))}")
+    if level_text and not (level_text.isdigit() and int(level_text) >= 1):
+        raise RunError(f"--apply {entry}: the level after @ must be a number >= 1")
+    return name, int(level_text or 1)
+
+
+def apply_builtin(store: Any, entry: str) -> None:
+    """Make a built-in mechanism active from the start, as ``recur mech apply`` would: a store branch with
+    status ``applied``. Idempotent, so resume replays it."""
+    from recur.mechanism_store.builtin import builtin_source
+
+    name, level = parse_apply(entry)
+    info = store.add_candidate(level, name, builtin_source(name),
+                               trailers={"Model": "built-in", "Family": name, "Diagnosis": f"--apply {entry}"})
+    store.promote(info.branch, status="applied")
+
+
 class Run:
     """One run in a workspace. Use as a context manager: it holds the workspace lock."""
 
     def __init__(self, workdir: Path | None, opts: RunOptions | None, resume: bool,
-                 on_trial: Callable[..., None] | None = None):
+                 on_trial: Callable[..., None] | None = None, reopen_finished: bool = False):
         self.ws = Workspace(workdir)
         self.ws.lock()
         try:
@@ -85,7 +109,7 @@ class Run:
                 info = self.trace.run()
                 if info is None:
                     raise RunError(f"nothing to resume in {self.ws.root}: no run has started there")
-                if info["status"] not in ("running", "interrupted"):
+                if info["status"] not in ("running", "interrupted") and not reopen_finished:
                     raise RunError(f"run {info['id']} already {info['status']}; start a new run without --resume")
                 self.run_id = info["id"]
                 stored = info["config"]
@@ -100,6 +124,8 @@ class Run:
                 except PlanError as exc:
                     raise RunError(str(exc)) from None
                 task_for(opts)  # fail fast on an unknown task or preset
+                for entry in opts.apply:
+                    parse_apply(entry)
                 self.opts = opts
                 self.run_id = new_run_id(opts.seed)
             self.on_trial = on_trial
@@ -157,6 +183,8 @@ class Run:
         from recur.mechanism_store.store import MechanismStore
 
         rt.store = MechanismStore(self.ws.store_path)
+        for entry in opts.apply:
+            apply_builtin(rt.store, entry)
         return rt
 
     def baseline(self, rt: Runtime) -> WindowResult:
@@ -177,7 +205,7 @@ class Run:
         return result
 
     def execute(self) -> dict[str, Any]:
-        rt = self.setup()
+        rt = self.rt = self.setup()
         try:
             base = self.baseline(rt)
             steps, _, _ = self.opts.plan()

@@ -1,0 +1,354 @@
+"""``recur ablate``: the reference paper's A/B/C/D table (plus E), every group under one harness.
+
+Every (group, repeat) is a fresh workspace running the same ``Run`` code as ``recur run``, on the same task
+files, the same run seed per repeat (so the same baseline trials and, on the synthetic task, the same surface
+instance), and the same level-1 trial budget. Only the active levels and the mechanisms applied from the
+start differ. Jobs go through the executor's worker pool, interleaved (the group order rotates per repeat) so
+that machine drift does not favour a group. Rerunning the same command continues an interrupted ablation:
+finished jobs are read back, interrupted ones resume.
+
+After a run, each mechanism it promoted is re-evaluated on held-out trial seeds (and with ``--transfer-task``
+on another task); the result goes into the mechanism's store trailers and the table.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+GROUPS: dict[str, dict[str, Any]] = {
+    "A": {"label": "level 1 only", "levels": 1, "apply": []},
+    "B": {"label": "level 1 + parameter guidance (level 1.5)", "levels": 1, "apply": ["freeze_guidance"]},
+    "C": {"label": "B + level 2", "levels": 2, "apply": ["freeze_guidance"]},
+    "D": {"label": "level 1 + level 2", "levels": 2, "apply": []},
+    "E": {"label": "C + level 3", "levels": 3, "apply": ["freeze_guidance"]},
+}
+JOB_RESULT = "ablation-job.json"
+
+
+class AblationError(ValueError):
+    """Bad ablation options; one clear line for the user."""
+
+
+@dataclass
+class AblationSpec:
+    groups: list[str]
+    repeats: int
+    max_trials: int
+    task: str = "synthetic"
+    preset: str | None = None
+    model: str = "offline"
+    api_base: str | None = None
+    seed: int = 0
+    workers: int = 1
+    window: int = 3
+    meta_window: int = 2
+    pairs: int = 1
+    trial_seconds: float | None = None
+    transfer_task: str | None = None
+    heldout: bool = True
+
+    @property
+    def id(self) -> str:
+        """Deterministic, so the same command finds and continues its own ablation."""
+        return (f"{self.task}-{self.preset or 'default'}-{''.join(self.groups)}-r{self.repeats}-t{self.max_trials}"
+                f"-w{self.window}-m{self.meta_window}-p{self.pairs}-{self.model.replace('/', '_')}-s{self.seed}")
+
+    def run_options(self, group: str, repeat: int) -> Any:
+        from recur.levels.run import RunOptions
+
+        g = GROUPS[group]
+        return RunOptions(levels=g["levels"], task=self.task, preset=self.preset, model=self.model,
+                          api_base=self.api_base, max_trials=self.max_trials, trial_seconds=self.trial_seconds,
+                          seed=self.seed + repeat, window=self.window, meta_window=self.meta_window,
+                          pairs=self.pairs, apply=list(g["apply"]))
+
+    def check(self) -> None:
+        from recur.levels.stack import PlanError
+
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown or not self.groups:
+            raise AblationError(f"unknown group(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(GROUPS)}")
+        if len(set(self.groups)) != len(self.groups):
+            raise AblationError("each group may be named once")
+        for g in self.groups:
+            try:
+                self.run_options(g, 0).plan()
+            except PlanError as exc:
+                raise AblationError(f"group {g} ({GROUPS[g]['label']}): {exc}") from None
+
+
+def job_order(groups: list[str], repeats: int) -> list[tuple[str, int]]:
+    """Repeat r runs the groups rotated by r: no group is always first (or last) when the machine drifts."""
+    order = []
+    for r in range(repeats):
+        k = r % len(groups)
+        order += [(g, r) for g in groups[k:] + groups[:k]]
+    return order
+
+
+# ------------------------------------------------------------------ one job (a subprocess)
+def open_run(ws: Path, opts: Any) -> Any:
+    """A Run in ``ws``: new if the workspace has none, else the existing one (resumed, or reopened if finished)."""
+    from recur.core.trace import TraceStore
+    from recur.levels.run import Run
+
+    trace_path = ws / ".recur" / "trace.db"
+    if trace_path.exists():
+        trace = TraceStore(trace_path)
+        try:
+            info = trace.run()
+        finally:
+            trace.close()
+        if info is not None:
+            return Run(ws, None, resume=True, reopen_finished=True)
+    return Run(ws, opts, resume=False)
+
+
+def run_job(spec_path: Path) -> dict[str, Any]:
+    """Run one (group, repeat): the level stack, then held-out (and transfer) checks of what it promoted."""
+    from recur.levels.heldout import describe, heldout_evaluate, promoted_branches
+    from recur.levels.window import WindowStart
+
+    job = json.loads(spec_path.read_text())
+    ws = Path(job["ws"])
+    spec = AblationSpec(**job["spec"])
+    opts = spec.run_options(job["group"], job["repeat"])
+    with open_run(ws, opts) as run:
+        info = run.trace.run()
+        status = info["status"] if info else "new"
+        if status in ("finished", "budget"):
+            rt = run.rt = run.setup()
+            summary = None
+        else:
+            summary = run.execute()
+            rt = run.rt
+        run_id = run.run_id
+        trials = [t for t in run.trace.trials(run_id, level=1) if "/heldout/" not in t["scope"]]
+        start_metric = _best([t for t in trials if t["scope"] == f"{run_id}/baseline"], rt.task.maximize)[0]
+        calls = run.trace.llm_calls(run_id)
+        best = _best(trials, rt.task.maximize)
+        result: dict[str, Any] = {
+            "group": job["group"], "repeat": job["repeat"], "workspace": str(ws), "run_id": run_id,
+            "start_metric": start_metric, "best_metric": best[0], "best_commit": best[1] or run.config["initial_commit"],
+            "trials": len(trials), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
+            "usd": sum(c["cost_usd"] or 0.0 for c in calls), "status": summary["status"] if summary else status,
+            "promoted": [],
+        }
+        result["delta"] = None if best[0] is None or start_metric is None else best[0] - start_metric
+        hook_calls = {(h["mechanism"], h["hook"]): h["calls"] for h in run.trace.hook_calls(run_id)}
+        start = WindowStart(run.config["initial_commit"], start_metric,
+                            {lv: rt.store_active(lv) for lv in range(1, opts.levels + 1)})
+        for branch in promoted_branches(rt):
+            m = rt.store.info(branch)
+            entry = {"name": m.name, "level": m.level, "score": m.score,
+                     "hook_calls": {hook: n for (mech, hook), n in hook_calls.items() if mech == m.name}}
+            if spec.heldout:
+                held = heldout_evaluate(rt, opts, branch, start, f"{run_id}/heldout/{m.name}")
+                rt.store.update(branch, None, Held_Out=describe(held, "on held-out seeds"))
+                entry["heldout"] = held["score"]
+                entry["heldout_trials"] = held["trials"]
+            if spec.transfer_task:
+                moved = transfer_evaluate(ws, spec, job["repeat"], rt.store, branch)
+                rt.store.update(branch, None, Transfer=f"{spec.transfer_task}: {describe(moved, 'on another task')}")
+                entry["transfer"] = moved["score"]
+            result["promoted"].append(entry)
+        result["store_main"] = rt.store.main_sha
+        run.trace.finish_run(run_id, result["status"])
+    (ws / JOB_RESULT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, branch: str) -> dict[str, Any]:
+    """Score a mechanism on ``spec.transfer_task`` in its own workspace: baseline, then paired windows."""
+    from recur.levels.heldout import heldout_evaluate
+    from recur.levels.run import RunOptions
+    from recur.levels.window import WindowStart
+
+    info = store.info(branch)
+    target = ws.parent / f"{ws.name}-transfer-{spec.transfer_task}-{info.name}"
+    opts = RunOptions(levels=info.level + 1, task=spec.transfer_task, model=spec.model, api_base=spec.api_base,
+                      seed=spec.seed + repeat, window=spec.window, meta_window=spec.meta_window, pairs=spec.pairs,
+                      trial_seconds=spec.trial_seconds)
+    with open_run(target, opts) as run:
+        rt = run.rt = run.setup()
+        base = run.baseline(rt)
+        moved = rt.store.add_candidate(info.level, info.slug, store.source(branch),
+                                       trailers={"Model": info.trailers.get("Model"), "Family": info.trailers.get("Family"),
+                                                 "Diagnosis": f"transfer of {info.name} from task {spec.task}"})
+        result = heldout_evaluate(rt, run.opts, moved.branch, WindowStart(base.best_sha, base.best_metric, {}),
+                                  f"{run.run_id}/transfer/{info.name}")
+        run.trace.finish_run(run.run_id, "finished")
+    return result
+
+
+def _best(trials: list[dict[str, Any]], maximize: bool) -> tuple[float | None, str | None]:
+    ok = [t for t in trials if t["metric"] is not None and t["status"] == "ok"]
+    if not ok:
+        return None, None
+    top = (max if maximize else min)(ok, key=lambda t: t["metric"])
+    return top["metric"], top["commit_sha"]
+
+
+# ------------------------------------------------------------------ the whole ablation
+def run_ablation(spec: AblationSpec, root: Path, on_job: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
+    """Run (or continue) every job through the worker pool, then write results.json, table.md and table.csv."""
+    from recur.core.executor import WorkerPool
+    from recur.core.task import TrialSpec
+
+    spec.check()
+    out = root / spec.id
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    order = job_order(spec.groups, spec.repeats)
+    pool = WorkerPool(spec.workers)
+    done: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def one(group: str, repeat: int) -> dict[str, Any]:
+        ws = out / f"{group}-r{repeat}"
+        ws.mkdir(exist_ok=True)
+        finished = ws / JOB_RESULT
+        if not finished.exists():
+            job_path = ws / "ablation-job-spec.json"
+            job_path.write_text(json.dumps({"ws": str(ws), "group": group, "repeat": repeat, "spec": asdict(spec)}))
+            argv = [sys.executable, "-m", "recur.levels.ablate", "job", str(job_path)]
+            res = pool.run(TrialSpec(argv=argv, cwd=ws, deadline_s=7 * 24 * 3600.0), ws / "ablation-job.log")
+            if not finished.exists():
+                tail = (ws / "ablation-job.log").read_text(errors="replace")[-600:] if (ws / "ablation-job.log").exists() else ""
+                why = "timed out" if res.timed_out else f"exit code {res.returncode}"
+                raise AblationError(f"job {group} r{repeat} failed ({why}); log {ws / 'ablation-job.log'}:\n{tail}")
+        result = json.loads(finished.read_text())
+        with lock:
+            done.append(result)
+            if on_job:
+                on_job(result, len(done), len(order))
+        return result
+
+    with ThreadPoolExecutor(max_workers=spec.workers) as ex:
+        futures = [ex.submit(one, g, r) for g, r in order]
+        errors = []
+        for f in futures:
+            try:
+                f.result()
+            except AblationError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise AblationError(errors[0] + (f"\n(and {len(errors) - 1} more failed jobs)" if len(errors) > 1 else ""))
+    results = summarise(spec, done)
+    write_outputs(out, results)
+    return results
+
+
+def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per group: mean and 95% CI of delta, per-repeat values, costs, promotions, held-out, p vs A (paired by
+    repeat: same seed, same baseline, same synthetic instance)."""
+    from recur.core.stats import mean_ci, paired_pvalue, two_sample_pvalue
+
+    by_group: dict[str, dict[int, dict[str, Any]]] = {g: {} for g in spec.groups}
+    for j in jobs:
+        by_group[j["group"]][j["repeat"]] = j
+    rows = []
+    for g in spec.groups:
+        reps = [by_group[g][r] for r in sorted(by_group[g])]
+        deltas = [j["delta"] for j in reps]
+        finite = [d for d in deltas if d is not None]
+        lo, hi = mean_ci(finite)
+        p = None
+        if g != "A" and "A" in by_group:
+            shared = sorted(set(by_group["A"]) & set(by_group[g]))
+            pairs = [(by_group[g][r]["delta"], by_group["A"][r]["delta"]) for r in shared]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            if len(pairs) == len(shared) and pairs:
+                p = paired_pvalue([x - y for x, y in pairs], seed=spec.seed)
+            else:
+                p = two_sample_pvalue(finite, [j["delta"] for j in by_group["A"].values() if j["delta"] is not None], seed=spec.seed)
+        promoted = [m for j in reps for m in j["promoted"]]
+        hooks: dict[str, int] = {}
+        for m in promoted:
+            for hook, n in m["hook_calls"].items():
+                hooks[f"{m['name']}.{hook}"] = hooks.get(f"{m['name']}.{hook}", 0) + n
+        held = [m["heldout"] for m in promoted if m.get("heldout") is not None]
+        moved = [m["transfer"] for m in promoted if m.get("transfer") is not None]
+        rows.append({
+            "group": g, "label": GROUPS[g]["label"], "levels": GROUPS[g]["levels"], "apply": GROUPS[g]["apply"],
+            "repeats": len(reps), "deltas": deltas, "mean_delta": statistics.fmean(finite) if finite else None,
+            "ci_low": lo, "ci_high": hi, "p_vs_A": p,
+            "trials_mean": statistics.fmean(j["trials"] for j in reps) if reps else 0,
+            "tokens": sum(j["tokens"] for j in reps), "usd": sum(j["usd"] for j in reps),
+            "promoted": len(promoted), "promoted_names": sorted({m["name"] for m in promoted}), "hook_calls": hooks,
+            "heldout_mean": statistics.fmean(held) if held else None, "heldout_n": len(held),
+            "transfer_mean": statistics.fmean(moved) if moved else None,
+            "commits": {f"r{j['repeat']}": {"workspace": j["workspace"], "best_commit": j["best_commit"],
+                                            "store_main": j.get("store_main")} for j in reps},
+        })
+    metric = _metric_name(spec)
+    return {"id": spec.id, "task": spec.task, "preset": spec.preset, "metric": metric, "spec": asdict(spec),
+            "groups": rows}
+
+
+def _metric_name(spec: AblationSpec) -> str:
+    from recur.core.task import load_task
+
+    try:
+        return load_task(spec.task, spec.preset, {}).metric_name
+    except Exception:  # the table still renders without the task's name for its metric
+        return "metric"
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:+.{digits}f}"
+
+
+def _p(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+COLUMNS = ["group", "label", "repeats", "mean_delta", "ci_low", "ci_high", "p_vs_A", "deltas", "trials_mean",
+           "tokens", "usd", "promoted", "hook_calls", "heldout_mean", "transfer_mean", "commits"]
+
+
+def table_markdown(results: dict[str, Any]) -> str:
+    lines = [f"Δ best {results['metric']} from the baseline per run (negative = better for a metric to minimise); "
+             f"mean ± 95% CI over repeats; p: paired sign-flip permutation test against A (same seeds).", "",
+             "| group | what | repeats | Δ best (mean [95% CI]) | per repeat | L1 trials | tokens | USD | promoted "
+             "| hook calls | held-out score | p vs A |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["groups"]:
+        hooks = ", ".join(f"{k}={v}" for k, v in sorted(r["hook_calls"].items())) or "-"
+        lines.append(
+            f"| {r['group']} | {r['label']} | {r['repeats']} | {_f(r['mean_delta'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}] "
+            f"| {' '.join(_f(d) for d in r['deltas'])} | {r['trials_mean']:.1f} | {r['tokens']} | {r['usd']:.4f} "
+            f"| {r['promoted']} | {hooks} | {_f(r['heldout_mean'], 5)} ({r['heldout_n']}) "
+            f"| {_p(r['p_vs_A'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(results: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(COLUMNS)
+    for r in results["groups"]:
+        writer.writerow([json.dumps(r[c]) if isinstance(r[c], (list, dict)) else ("" if r[c] is None else r[c])
+                         for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_outputs(out: Path, results: dict[str, Any]) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "table.md").write_text(table_markdown(results))
+    (out / "table.csv").write_text(table_csv(results))
+
+
+if __name__ == "__main__":  # one job, started by run_ablation through the executor
+    if len(sys.argv) == 3 and sys.argv[1] == "job":
+        run_job(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m recur.levels.ablate job JOB.json")

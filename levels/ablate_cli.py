@@ -1,0 +1,57 @@
+"""``recur ablate`` (registered by the levels' entry point)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def ablate(
+        groups: str = typer.Option("A,B,C,D", "--groups", help="Comma-separated: A = level 1, B = A + parameter guidance (level 1.5), C = B + level 2, D = A + level 2, E = C + level 3."),
+        repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per group, each from a fresh workspace with its own seed."),
+        max_trials: int = typer.Option(..., "--max-trials", min=1, help="Level-1 trials per run, baselines included (the same for every group)."),
+        task: str = typer.Option("synthetic", "--task", help="Task to optimise."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="Task preset (gpt_pretrain: cpu-tiny, gpu)."),
+        model: str = typer.Option("offline", "--model", help="Model for every level (offline, scripted, or a litellm model string)."),
+        api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+        seed: int = typer.Option(0, "--seed", help="Seed of repeat 0; repeat r uses seed + r in every group."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Runs at once (one GPU each when GPUs exist)."),
+        window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per level-2 window."),
+        meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
+        pairs: int = typer.Option(1, "--pairs", min=1, help="Candidate/control window pairs per mechanism."),
+        trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
+        transfer_task: Optional[str] = typer.Option(None, "--transfer-task", help="Also re-evaluate every promoted mechanism on this task."),
+        no_heldout: bool = typer.Option(False, "--no-heldout", help="Skip re-evaluating promoted mechanisms on held-out seeds."),
+        workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
+    ) -> None:
+        """Compare groups of levels under one harness; print and save the table (markdown, CSV, JSON)."""
+        from recur.core.cli import UserError, console
+        from recur.core.task import TaskError
+        from recur.core.workspace import Workspace
+        from recur.levels.ablate import AblationError, AblationSpec, run_ablation, table_markdown
+        from recur.levels.run import RunError
+
+        spec = AblationSpec(groups=[g.strip().upper() for g in groups.split(",") if g.strip()], repeats=repeats,
+                            max_trials=max_trials, task=task, preset=preset, model=model, api_base=api_base, seed=seed,
+                            workers=workers, window=window, meta_window=meta_window, pairs=pairs,
+                            trial_seconds=trial_seconds, transfer_task=transfer_task, heldout=not no_heldout)
+        out = console()
+        root = Workspace(workdir).root / "ablations"
+
+        def on_job(job: dict, n: int, total: int) -> None:
+            delta = "-" if job["delta"] is None else f"{job['delta']:+.4f}"
+            out.print(f"[{n}/{total}] {job['group']} repeat {job['repeat']}: Δ best {delta} in {job['trials']} "
+                      f"level-1 trials, {len(job['promoted'])} promoted", highlight=False)
+
+        try:
+            spec.check()
+            out.print(f"ablation {spec.id}: groups {','.join(spec.groups)} × {repeats} repeats × {max_trials} "
+                      f"level-1 trials, {workers} worker(s); results in {root / spec.id}", highlight=False)
+            results = run_ablation(spec, root, on_job)
+        except (AblationError, RunError, TaskError) as exc:
+            raise UserError(str(exc)) from None
+        typer.echo(table_markdown(results))
+        out.print(f"saved {root / spec.id}/table.md, table.csv and results.json", highlight=False)

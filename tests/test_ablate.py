@@ -1,0 +1,76 @@
+"""`recur ablate`: one harness for every group, interleaved jobs, tables on disk, held-out checks, resume."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from conftest import run_cli
+from recur.levels.ablate import COLUMNS, GROUPS, job_order
+from recur.mechanism_store.store import MechanismStore
+
+ARGS = ("ablate", "--task", "synthetic", "--model", "scripted", "--repeats", "2", "--max-trials", "14",
+        "--groups", "A,B,D", "--transfer-task", "synthetic", "--seed", "3")
+
+
+def _ablation_dir(workdir: Path) -> Path:
+    (found,) = (workdir / ".recur" / "ablations").iterdir()
+    return found
+
+
+def test_job_order_rotates_groups_per_repeat() -> None:
+    order = job_order(["A", "B", "C"], 3)
+    assert order[:3] == [("A", 0), ("B", 0), ("C", 0)]
+    assert order[3:6] == [("B", 1), ("C", 1), ("A", 1)]
+    assert order[6:] == [("C", 2), ("A", 2), ("B", 2)]
+    assert [g for g, r in order if r == 0][0] != [g for g, r in order if r == 1][0]
+
+
+def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) -> None:
+    res = run_cli(*ARGS, cwd=workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| A | level 1 only |" in res.stdout and "| D | level 1 + level 2 |" in res.stdout
+    out = _ablation_dir(workdir)
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["group"]: r for r in results["groups"]}
+    assert list(rows) == ["A", "B", "D"] and all(r["repeats"] == 2 for r in rows.values())
+    assert all(r["trials_mean"] == 14 for r in rows.values())  # the same level-1 budget for every group
+    assert rows["A"]["p_vs_A"] is None and 0 <= rows["D"]["p_vs_A"] <= 1
+
+    jobs = {(p.parent.name): json.loads(p.read_text()) for p in out.glob("*-r*/ablation-job.json")}
+    assert sorted(jobs) == ["A-r0", "A-r1", "B-r0", "B-r1", "D-r0", "D-r1"]
+    for r in (0, 1):  # one harness: the same seed gives the same baseline trials in every group
+        starts = {jobs[f"{g}-r{r}"]["start_metric"] for g in "ABD"}
+        assert len(starts) == 1
+    for name, job in jobs.items():
+        assert job["delta"] == job["best_metric"] - job["start_metric"]
+        assert job["trials"] == 14 and len(job["best_commit"]) == 40
+        applied = MechanismStore(Path(job["workspace"]) / ".recur" / "store").list(status="applied")
+        assert [m.slug for m in applied] == GROUPS[name[0]]["apply"]  # B runs with freeze_guidance from the start
+        for m in job["promoted"]:  # every promotion is re-checked on held-out seeds and on the transfer task
+            info = MechanismStore(Path(job["workspace"]) / ".recur" / "store").info(m["name"])
+            assert "held-out seeds" in info.trailers["Held-Out"] and m["heldout_trials"] > 0
+            assert info.trailers["Transfer"].startswith("synthetic:")
+    assert any(job["promoted"] for job in jobs.values()), "seeded: at least one level-2 promotion to re-check"
+
+    table = list(csv.reader(io.StringIO((out / "table.csv").read_text())))
+    assert table[0] == COLUMNS and [row[0] for row in table[1:]] == ["A", "B", "D"]
+    assert (out / "table.md").read_text().startswith("Δ best metric")
+
+    # the same command again reads finished jobs back; a lost job result is rebuilt from its finished run
+    lost = out / "D-r1" / "ablation-job.json"
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    again = run_cli(*ARGS, cwd=workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads(lost.read_text())
+    assert after["delta"] == before["delta"] and after["trials"] == 14
+    assert json.loads((out / "results.json").read_text())["groups"][0]["deltas"] == rows["A"]["deltas"]
+
+
+def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:
+    bad = run_cli("ablate", "--groups", "A,Z", "--max-trials", "10", "--model", "scripted", cwd=workdir)
+    assert bad.returncode == 1 and "unknown group(s) Z" in bad.stderr and "Traceback" not in bad.stderr
+    unfit = run_cli("ablate", "--groups", "A,E", "--max-trials", "10", "--model", "scripted", cwd=workdir)
+    assert unfit.returncode == 1 and "group E" in unfit.stderr and "cannot fit" in unfit.stderr
