@@ -41,10 +41,10 @@ class AblationError(ValueError):
 class AblationSpec:
     groups: list[str]
     repeats: int
-    max_trials: int
+    max_trials: int | None = None  # None: what the deepest group's default plan needs (two top candidates)
     task: str = "synthetic"
     preset: str | None = None
-    model: str = "offline"
+    model: str = "scripted"
     api_base: str | None = None
     seed: int = 0
     workers: int = 1
@@ -73,6 +73,10 @@ class AblationSpec:
     def check(self) -> None:
         from recur.levels.stack import PlanError
 
+        if self.max_trials is None:
+            deepest = max(self.groups, key=lambda g: GROUPS.get(g, {"levels": 0})["levels"]) if self.groups else "A"
+            if deepest in GROUPS:
+                self.max_trials = self.run_options(deepest, 0).plan()[1]
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown or not self.groups:
             raise AblationError(f"unknown group(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(GROUPS)}")
@@ -289,18 +293,19 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
             "commits": {f"r{j['repeat']}": {"workspace": j["workspace"], "best_commit": j["best_commit"],
                                             "store_main": j.get("store_main")} for j in reps},
         })
-    metric = _metric_name(spec)
-    return {"id": spec.id, "task": spec.task, "preset": spec.preset, "metric": metric, "spec": asdict(spec),
-            "groups": rows}
+    metric, maximize = _metric(spec)
+    return {"id": spec.id, "task": spec.task, "preset": spec.preset, "metric": metric, "maximize": maximize,
+            "spec": asdict(spec), "groups": rows}
 
 
-def _metric_name(spec: AblationSpec) -> str:
-    from recur.core.task import load_task
+def _metric(spec: AblationSpec) -> tuple[str, bool]:
+    from recur.core.task import TaskError, load_task
 
     try:
-        return load_task(spec.task, spec.preset, {}).metric_name
-    except Exception:  # the table still renders without the task's name for its metric
-        return "metric"
+        task = load_task(spec.task, spec.preset, {})
+    except TaskError:  # the table still renders without the task's name for its metric
+        return "metric", False
+    return task.metric_name, task.maximize
 
 
 def _f(x: float | None, digits: int = 4) -> str:

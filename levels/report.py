@@ -89,7 +89,14 @@ def load(workdir: Path | str | None, run_id: str | None = None) -> ReportData:
     root = _workspace_root(workdir)
     trace_path = root / "trace.db"
     if not trace_path.is_file():  # TraceStore would create an empty database: check first
-        raise ReportError(f"no recur trace at {trace_path} (run `recur run` there first, or pass --workdir)")
+        ablation_only = ReportData(run={"id": "(no run: ablation only)", "config": {}, "status": "-",
+                                        "created": None, "finished": None}, trials=[], hook_rows=[])
+        _load_ablation(ablation_only, root / "ablations")
+        if ablation_only.ablation is None:
+            raise ReportError(f"no recur trace at {trace_path} (run `recur run` there first, or pass --workdir)")
+        ablation_only.run["config"] = {"task": ablation_only.ablation.get("task"), "metric": ablation_only.ablation.get("metric")}
+        ablation_only.store_missing = "this workspace holds only an ablation (each run has its own workspace under .recur/ablations/)"
+        return ablation_only
     try:
         trace = TraceStore(trace_path)
     except TraceError as exc:
@@ -511,7 +518,7 @@ def plot_ablation(data: ReportData, path: Path) -> str | None:
     if not res:
         return None
     groups = res["groups"]
-    fig = _figure(max(6.5, 1.6 * len(groups) + 3.0), 5.0)
+    fig = _figure(max(7.5, 1.6 * len(groups) + 4.2), 5.0)
     ax = fig.add_subplot(1, 1, 1)
     xs = list(range(len(groups)))
     means = [float(g["mean_delta"]) for g in groups]
@@ -553,7 +560,7 @@ def plot_ablation(data: ReportData, path: Path) -> str | None:
     ax.set_axisbelow(True)
     ax.legend(handles=[Line2D([], [], color="black", marker="|", ms=10, ls="", label="CI of the mean"),
                        Line2D([], [], color="black", marker="o", ms=4, ls="", alpha=0.7, label="one repeat")],
-              loc="upper right", fontsize=8)
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
     _save(fig, path)
     return (f"Ablation {res.get('id', '')} (newest in the workspace, {data.ablation_path}): mean change of the best "
             f"{metric} per group with its confidence interval; dots are single repeats; p-values compare each "
