@@ -21,7 +21,7 @@ from recur.core.budget import Budget
 from recur.core.hooks import ActiveMechanism
 from recur.core.loop import Loop, StepContext, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
-from recur.core.stats import bootstrap_ci
+from recur.core.stats import bootstrap_ci, paired_pvalue
 from recur.levels.runtime import Runtime
 from recur.levels.window import WindowResult, WindowStart, close_policy, hook_counts_json, make_policy
 
@@ -167,7 +167,9 @@ class OuterLoop(Loop):
             maximize = self.rt.task.maximize
             pairs.append({"cand_gain": cand.gain(maximize), "ctrl_gain": ctrl.gain(maximize),
                           "diff": (cand.gain(maximize) - ctrl.gain(maximize)) / per,
-                          "cand_trials": cand.trials, "ctrl_trials": ctrl.trials})
+                          "diff_per_second": _per_second(cand, maximize) - _per_second(ctrl, maximize),  # the GPU-hour view
+                          "cand_trials": cand.trials, "ctrl_trials": ctrl.trials,
+                          "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds})
         calls = {h: 0 for h in mech.hooks}
         errors = 0
         for cand, _ in results:
@@ -184,7 +186,8 @@ class OuterLoop(Loop):
                 "best_sha": best.best_sha if best else start.sha, "best_metric": best.best_metric if best else start.metric,
                 "final_cand": results[-1][0].final.to_json() if results[-1][0].final else None,
                 "final_ctrl": results[-1][1].final.to_json() if results[-1][1].final else None,
-                "trials": sum(w.trials for w in windows), "window_trials": self.child_steps}
+                "trials": sum(w.trials for w in windows), "window_trials": self.child_steps,
+                "seconds": sum(w.seconds for w in windows)}
         expected = self.child_steps
         if any(w.trials < expected for w in windows) and budget.exhausted:
             return Outcome(BUDGET, metric=None, info=info)
@@ -216,7 +219,9 @@ class OuterLoop(Loop):
             [t.as_record() for t in history][-50:], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
-        return Decision(keep, ("promote: " if keep else "reject: ") + why, {"ci": [lo, hi], "status": "promoted" if keep else "rejected"})
+        p_value = paired_pvalue(diffs, seed=candidate.seed)  # reported beside the CI; 1.0 with a single pair
+        return Decision(keep, ("promote: " if keep else "reject: ") + why + f"; paired p = {p_value:.3g}",
+                        {"ci": [lo, hi], "p": p_value, "status": "promoted" if keep else "rejected"})
 
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:
@@ -226,6 +231,7 @@ class OuterLoop(Loop):
         status = d.info.get("status", o.status if o.status in (UNSAFE, INACTIVE) else "rejected")
         trailers = {"Score": None if o.metric is None else f"{o.metric:.6g}",
                     "CI": json.dumps([round(x, 6) for x in d.info["ci"]]) if d.info.get("ci") else None,
+                    "P-Value": None if d.info.get("p") is None else f"{d.info['p']:.4g}",
                     "Hook-Calls": ", ".join(f"{h}={n}" for h, n in o.info.get("hook_calls", {}).items()) or None,
                     "Trial": c.id}
         info = store.info(c.payload["branch"])
@@ -242,6 +248,11 @@ class OuterLoop(Loop):
             nxt = WindowStart.from_json(final, rt.mechanism_source)
             self.state.start = WindowStart(self.state.best_sha, self.state.best_metric, nxt.active)
         return None
+
+
+def _per_second(window: WindowResult, maximize: bool) -> float:
+    """Gain of the task metric per second of trial time (0 for a window that spent none)."""
+    return window.gain(maximize) / window.seconds if window.seconds > 0 else 0.0
 
 
 class LevelK:
@@ -273,5 +284,6 @@ class LevelK:
         final_active = {**state.start.active, k: start.active.get(k, [])}
         trials = sum(int(t.outcome.info.get("trials", 0)) for t in history)
         return WindowResult(scope, start.metric, state.best_metric, state.best_sha, trials=trials,
-                            seconds=0.0, hook_counts=hook_counts_json(counts),
+                            seconds=sum(float(t.outcome.info.get("seconds", 0.0)) for t in history),
+                            hook_counts=hook_counts_json(counts),
                             final=WindowStart(state.best_sha, state.best_metric, final_active))

@@ -74,3 +74,17 @@ def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:
     assert bad.returncode == 1 and "unknown group(s) Z" in bad.stderr and "Traceback" not in bad.stderr
     unfit = run_cli("ablate", "--groups", "A,E", "--max-trials", "10", "--model", "scripted", cwd=workdir)
     assert unfit.returncode == 1 and "group E" in unfit.stderr and "cannot fit" in unfit.stderr
+
+
+def test_report_of_an_ablation_only_workspace(workdir: Path) -> None:
+    res = run_cli("ablate", "--task", "synthetic", "--repeats", "2", "--groups", "A,B", "--max-trials", "5", cwd=workdir)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = run_cli("report", "--out", str(workdir / "rep"), cwd=workdir)
+    assert rep.returncode == 0 and "Traceback" not in rep.stderr, rep.stderr
+    from PIL import Image
+
+    with Image.open(workdir / "rep" / "ablation.png") as im:
+        im.load()
+        assert 600 <= im.size[0] <= 4000
+    html = (workdir / "rep" / "index.html").read_text()
+    assert '<img src="ablation.png"' in html and html.count("Not plotted:") == 3
