@@ -13,7 +13,7 @@ import pytest
 
 
 def test_levels_3_offline_run_leaves_lineage_and_a_port(workdir) -> None:
-    res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "0", cwd=workdir)
+    res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "1", cwd=workdir)
     assert res.returncode == 0, res.stderr
     assert "plan: level 3: 2 candidates" in res.stdout
     store = MechanismStore(workdir / ".recur" / "store", create=False)
@@ -29,7 +29,9 @@ def test_levels_3_offline_run_leaves_lineage_and_a_port(workdir) -> None:
     assert "port" in graph
     trace = TraceStore(workdir / ".recur" / "trace.db")
     calls = trace.hook_calls()
-    for m in [m for m in l1 + l2 if m.status == "promoted"]:
+    promoted = [m for m in l1 + l2 if m.status == "promoted"]
+    assert promoted, "seed 1 promotes a mechanism: its hook calls must be in the trace"
+    for m in promoted:
         assert sum(h["calls"] for h in calls if h["mechanism"] == m.name) > 0
     assert store.repo.git.fsck() == ""
 
