@@ -103,14 +103,20 @@ def run_trial(spec: TrialSpec, log_path: Path, extra_env: dict[str, str] | None 
             spec.argv, cwd=spec.cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_limits(spec),
         )
-        timed_out = False
-        try:
-            proc.wait(timeout=spec.deadline_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        expired = threading.Event()
+
+        def deadline() -> None:  # a timer, not a polling wait: a fast trial returns the moment it exits
+            expired.set()
             kill_group(proc.pid)
+
+        timer = threading.Timer(spec.deadline_s, deadline)
+        timer.daemon = True
+        timer.start()
+        try:
             proc.wait()
         finally:
+            timer.cancel()
+            timed_out = expired.is_set()
             if not timed_out:
                 kill_group(proc.pid, grace_s=0.5)  # reap children the trial left running
             if proc.poll() is None:  # interrupted (KeyboardInterrupt): leave nothing behind

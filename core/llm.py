@@ -50,6 +50,10 @@ class LLMError(RuntimeError):
     """An LLM call that could not give a usable answer; ``str(err)`` is one line meant for the user."""
 
 
+class NoUsableAnswer(LLMError):
+    """The model answered, but nothing parsed after every re-ask: a level may fall back to its scripted move."""
+
+
 @dataclass
 class LLMConfig:
     """Which model to call and how patiently.
@@ -638,7 +642,7 @@ class LLMClient:
                 rec["outcome"] = f"parse-error:{msg}"
                 self._emit(rec)
                 if reasks >= cfg.max_reasks:
-                    raise LLMError(f"model {cfg.model!r} gave no usable answer for {purpose} (level {level}) after "
+                    raise NoUsableAnswer(f"model {cfg.model!r} gave no usable answer for {purpose} (level {level}) after "
                                    f"{reasks + 1} tries; last problem: {msg}") from exc
                 reasks += 1
                 conversation = conversation + [

@@ -84,6 +84,8 @@ def drive(
     on_trial: Callable[[Trial, bool], None] | None = None,
     seed_scope: str | None = None,
     run_seed: int = 0,
+    seed_of: Callable[[int], int] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Trial]:
     """Run ``loop`` for up to ``steps`` candidates in ``scope`` under ``budget``; resume-safe.
 
@@ -92,10 +94,12 @@ def drive(
     Trial seeds derive from ``seed_scope`` (default ``scope``) and the step, so a candidate window and its
     control window given the same ``seed_scope`` run on the same seeds (a paired comparison). Seeds depend on
     ``run_seed`` and the scope *below* the run id, so two runs with the same ``--seed`` draw the same seeds.
+    ``seed_of(step)`` overrides that (level 1 derives seeds from the global trial index of its lineage).
+    ``stop()`` ends the window early, checked before each step (an outer level's lineage reached its end).
     """
     history: list[Trial] = []
     step = 0
-    while step < steps and not budget.exhausted:
+    while step < steps and not budget.exhausted and not (stop and stop()):
         batch: list[tuple[int, Candidate]] = []
         for offset in range(min(parallel, steps - step)):
             i = step + offset
@@ -117,7 +121,8 @@ def drive(
             if row is not None:  # died while running: evaluate the same candidate again, never re-propose
                 candidate = row.candidate
             else:
-                ctx = StepContext(run_id, scope, i, trial_id, derive_seed(run_seed, _relative(seed_scope or scope, run_id), i), list(history))
+                seed = seed_of(i) if seed_of else derive_seed(run_seed, _relative(seed_scope or scope, run_id), i)
+                ctx = StepContext(run_id, scope, i, trial_id, seed, list(history))
                 candidate = loop.propose(ctx)
             trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
             batch.append((i, candidate))
@@ -130,13 +135,14 @@ def drive(
                 outcomes = list(pool.map(lambda item: loop.evaluate(item[1], budget), batch))
         for (i, candidate), outcome in zip(batch, outcomes):
             decision = loop.accept(candidate, outcome, history)
-            trace.finish_trial(candidate.id, outcome, decision, loop.hook_delta())
+            memo_key = None if outcome.info.get("memo_of") else outcome.info.get("memo_key")
+            trace.finish_trial(candidate.id, outcome, decision, loop.hook_delta(), memo_key=memo_key, run_id=run_id)
             trial = Trial(candidate, outcome, decision)
             sha = loop.record(trial)
             if sha:
                 trace.set_commit(candidate.id, sha)
             if loop.charges_budget:
-                budget.charge(outcome.cost)
+                budget.charge(outcome.cost)  # a reused trial costs {"trials": 0}
             history.append(trial)
             if on_trial:
                 on_trial(trial, False)

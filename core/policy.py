@@ -22,6 +22,10 @@ class ProposalBackend(Protocol):
     def generate(self, context: dict[str, Any], seed: int, trial_id: str) -> list[dict[str, Any]]: ...
 
 
+#: Context keys that are not part of a decision record: large, or rebuilt when the decision is replayed.
+HEAVY_KEYS = ("history", "space", "source", "task", "families")
+
+
 class SearchPolicy:
     def __init__(self, backend: ProposalBackend, hooks: HookRunner, fallback: ProposalBackend | None = None,
                  on_fallback=None):
@@ -30,13 +34,14 @@ class SearchPolicy:
         self.fallback = fallback
         self.on_fallback = on_fallback
 
-    def choose(self, context: dict[str, Any], seed: int, trial_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return (chosen proposal, the guided context it was chosen in)."""
-        context = self.hooks.guide(context)
+    def offer(self, context: dict[str, Any], seed: int, trial_id: str) -> list[dict[str, Any]]:
+        """The backend's valid proposals for a guided context (the scripted move when the model gave none)."""
+        from recur.core.llm import NoUsableAnswer
+
         try:
             own = self.backend.generate(context, seed, trial_id)
-        except Exception as exc:  # the model gave nothing usable after its retries and re-asks
-            if self.fallback is None or type(exc).__name__ not in ("LLMError", "OfflineModelError") or "no usable answer" not in str(exc):
+        except NoUsableAnswer as exc:  # the model answered, but nothing usable after its re-asks
+            if self.fallback is None:
                 raise
             if self.on_fallback:
                 self.on_fallback(trial_id, str(exc))
@@ -50,12 +55,22 @@ class SearchPolicy:
                     valid.append(p)
             except InvalidReturn:
                 continue
-        if not valid:  # the model gave nothing usable: fall back to the scripted move so the loop goes on
-            valid = ScriptedBackend().generate(context, seed, trial_id)
-        proposals = self.hooks.propose({**context, "proposals": valid}, seed)
-        history = context.get("history", [])
-        proposals = self.hooks.filter(proposals, history)
-        return self.hooks.select(proposals, history, seed), context
+        if not valid and self.fallback is not None:  # nothing usable: the scripted move keeps the loop going
+            valid = self.fallback.generate(context, seed, trial_id)
+        return valid
+
+    def choose(self, context: dict[str, Any], seed: int, trial_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Return (chosen proposal, the guided context it was chosen in, the decision record).
+
+        The decision record (the unguided context without its heavy keys, the offered proposals and the seed)
+        is stored with the candidate, so an outer level can replay this decision through a new mechanism.
+        """
+        guided = self.hooks.guide(context)
+        offered = self.offer(guided, seed, trial_id)
+        chosen = self.hooks.pick(guided, offered, seed)
+        record = {"context": {k: v for k, v in context.items() if k not in HEAVY_KEYS}, "offered": offered,
+                  "seed": seed}
+        return chosen, guided, record
 
 
 def perturb(space: dict[str, dict[str, Any]], point: dict[str, Any], name: str, rng: random.Random, scale: float = 1.0) -> Any:

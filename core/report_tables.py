@@ -58,7 +58,8 @@ def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
         b = Table(title="budget")
         for col in ("unit", "limit", "used"):
             b.add_column(col)
-        used = {"trials": sum(1 for t in trace.trials(run["id"], level=1) if t["status"] != "running"),
+        used = {"trials": sum((t["outcome"] or {}).get("cost", {}).get("trials", 1)
+                              for t in trace.trials(run["id"], level=1) if t["status"] != "running"),
                 "seconds": sum(t["seconds"] or 0.0 for t in trace.trials(run["id"], level=1)),
                 "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in trace.llm_calls(run["id"])),
                 "usd": sum(c["cost_usd"] or 0.0 for c in trace.llm_calls(run["id"]))}
@@ -67,15 +68,16 @@ def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
         tables.append(b)
     hooks: dict[tuple[str, str], list[int]] = {}
     for h in trace.hook_calls(run["id"]):
-        agg = hooks.setdefault((h["mechanism"], h["hook"]), [0, 0])
+        agg = hooks.setdefault((h["mechanism"], h["hook"]), [0, 0, 0])
         agg[0] += h["calls"]
-        agg[1] += h["errors"]
+        agg[1] += h["changed"]
+        agg[2] += h["errors"]
     if hooks:
-        ht = Table(title="hook calls")
-        for col in ("mechanism", "hook", "calls", "errors"):
+        ht = Table(title="hook calls (summed over every window of the run)")
+        for col in ("mechanism", "hook", "calls", "changed decisions", "errors"):
             ht.add_column(col)
-        for (m, h), (c, e) in sorted(hooks.items()):
-            ht.add_row(m, h, str(c), str(e))
+        for (m, h), (c, ch, e) in sorted(hooks.items()):
+            ht.add_row(m, h, str(c), str(ch), str(e))
         tables.append(ht)
     return tables
 

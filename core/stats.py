@@ -4,15 +4,15 @@ Why these and nothing fancier (DESIGN.md section 6):
 
 * An L1 edit is kept only when it beats the best by more than max(2 sigma, floor), sigma being the spread of
   repeated baseline trials with different seeds: smaller "gains" are indistinguishable from seed noise.
-* A meta-level candidate is compared with a control on paired seeds; with two or more pairs it is promoted
-  when the lower end of a percentile bootstrap CI of the mean paired difference is above 0, with one pair
-  when the difference beats the noise threshold.
+* A meta-level candidate races its incumbent on paired windows (same start, same trial seeds): pairs are
+  added until a one-sided sign-flip permutation test promotes it or it is dropped (``race_step``; see
+  docs/protocol.md). The false promotion rate is bounded by alpha and measured in tests and bench/.
 * Reports (``recur ablate``) give mean +- a Student t CI per group and permutation-test p-values, which are
   exact for the small numbers of seeds recur can afford and assume no normality.
 
 Conventions: paired differences are oriented so that positive means "candidate better". Reporting functions
 (``mean_ci``, ``paired_pvalue``, ``two_sample_pvalue``, ``noise_sigma``) drop ``None`` and non-finite values,
-which stand for failed runs without a metric. Gate functions (``bootstrap_ci``, ``gate_promotes``) do not
+which stand for failed runs without a metric. Gate functions (``bootstrap_ci``, ``race_step``) do not
 drop anything: a non-finite difference makes the CI (nan, nan), and a gate never promotes on it.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
@@ -72,49 +73,102 @@ def improves(metric: float | None, best: float | None, threshold: float, maximiz
     return (metric - best > threshold) if maximize else (best - metric > threshold)
 
 
-# ------------------------------------------------------------------ meta-level gate
+# ------------------------------------------------------------------ meta-level gate: racing
 def bootstrap_ci(diffs: Sequence[float], seed: int, level: float = 0.95, n: int = 2000) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean paired difference, deterministic for ``seed``.
+    """Percentile bootstrap CI of the mean paired difference (scipy.stats.bootstrap), deterministic for ``seed``.
 
     Percentile rather than BCa: BCa is undefined (NaN) on degenerate data, which is common here (identical
-    windows give all-equal differences), and with a handful of pairs its correction is itself noisy. The
-    resampling is the exact numpy recipe levels/outer.py used, so recorded gate decisions reproduce.
-    A single value or all-identical values give (x, x); no values give (0, 0), which never promotes.
+    arms give all-equal differences). A single value or all-identical values give (x, x); no values (0, 0);
+    a non-finite value (nan, nan).
     """
     if len(diffs) == 0:
         return (0.0, 0.0)
     import numpy as np
+    from scipy import stats as st
 
     arr = np.asarray(diffs, dtype=float)
     if not np.all(np.isfinite(arr)):
         return (math.nan, math.nan)
     if len(arr) < 2 or np.all(arr == arr[0]):
         return (float(arr[0]), float(arr[0]))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(arr, size=(n, len(arr)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    res = st.bootstrap((arr,), np.mean, n_resamples=n, confidence_level=level, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def gate_promotes(diffs: Sequence[float], seed: int, threshold: float,
-                  gain_diffs: Sequence[float] | None = None) -> bool:
-    """The outer-level promotion rule of levels/outer.py ``accept`` as a pure function (before accept hooks).
+def sign_flip_pvalue(diffs: Sequence[float], seed: int = 0, alternative: str = "greater") -> float:
+    """p-value of the sign-flip permutation test of the mean paired difference (scipy.stats.permutation_test).
 
-    Two or more pairs: promote when the bootstrap CI lower bound of the mean difference is above 0 (the
-    CI already accounts for noise, so no threshold). One pair: no spread to estimate, so the difference must
-    beat the level-1 noise ``threshold``. outer.py compares the *unnormalised* gain difference of that pair
-    (candidate gain minus control gain) with the threshold; pass it as ``gain_diffs`` to reproduce that exactly,
-    otherwise ``diffs`` is used. No pairs, or a non-finite difference, never promote.
+    Under the null the candidate and its control are exchangeable on their shared seeds, so each difference is
+    as likely to be +d as -d. Exact (every sign pattern) up to 13 pairs, seeded Monte Carlo beyond. Fewer than
+    two differences, or all zero, give 1.0.
     """
-    if len(diffs) == 0:
-        return False
-    if len(diffs) >= 2:
-        lo, _ = bootstrap_ci(diffs, seed)
-        return bool(lo > 0)
-    gains = list(gain_diffs) if gain_diffs is not None else list(diffs)
-    if not gains or not all(math.isfinite(g) for g in gains):
-        return False
-    return statistics.fmean(gains) > threshold
+    import numpy as np
+    from scipy import stats as st
+
+    xs = np.asarray(_finite(diffs), dtype=float)
+    if xs.size < 2 or np.all(xs == 0):
+        return 1.0
+    res = st.permutation_test((xs,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                              vectorized=True, n_resamples=PERMUTATIONS, alternative=alternative,
+                              random_state=np.random.default_rng(seed))
+    return float(min(1.0, res.pvalue))
+
+
+def race_looks(max_pairs: int) -> list[int]:
+    """When the race tests: after 2, 4, 8, ... pairs (doubling, SMAC-style intensification) and at ``max_pairs``."""
+    looks, n = [], 2
+    while n < max_pairs:
+        looks.append(n)
+        n *= 2
+    return looks + [max(1, max_pairs)]
+
+
+def race_alpha(alpha: float, max_pairs: int) -> float:
+    """Per-look level: ``alpha`` split (Bonferroni) over the looks at which the test can reject at all.
+
+    With n pairs the smallest one-sided sign-flip p is 2**-n, so early looks that can never reject cost no
+    alpha; the split makes the race's false promotion rate at most ``alpha`` however many looks it takes.
+    """
+    looks = race_looks(max_pairs)
+    k = len(looks)
+    while True:
+        useful = sum(1 for n in looks if 2.0 ** -n <= alpha / k) or 1
+        if useful == k:
+            return alpha / k
+        k = useful
+
+
+@dataclass
+class RaceStep:
+    decision: str  # "promote" (significant gain), "drop" (not ahead, or out of pairs) or "continue"
+    p: float
+    mean: float
+    pairs: int
+
+
+def race_step(diffs: Sequence[float], alpha: float, max_pairs: int, seed: int = 0) -> RaceStep:
+    """The one meta-level gate, used by every outer level and by ``recur mech eval``: after each pair of
+    candidate/incumbent windows, decide whether to promote, drop or add pairs.
+
+    At each look (``race_looks``) a one-sided sign-flip test of the paired differences (positive = candidate
+    better) promotes when p <= ``race_alpha``; from four pairs on a candidate whose mean difference is not
+    above zero is dropped (futility: it is not ahead, more pairs are unlikely to make it significant, and
+    stopping early never raises the false promotion rate); at ``max_pairs`` it is dropped. A non-finite
+    difference drops at once.
+    """
+    n = len(diffs)
+    if n and not all(d is not None and math.isfinite(d) for d in diffs):
+        return RaceStep("drop", 1.0, math.nan, n)
+    mean = statistics.fmean(diffs) if n else 0.0
+    if n not in race_looks(max_pairs):
+        return RaceStep("continue" if n < max_pairs else "drop", 1.0, mean, n)
+    p = sign_flip_pvalue(diffs, seed=seed)
+    if mean > 0 and p <= race_alpha(alpha, max_pairs):
+        return RaceStep("promote", p, mean, n)
+    if n >= max_pairs or (n >= 4 and mean <= 0):
+        return RaceStep("drop", p, mean, n)
+    return RaceStep("continue", p, mean, n)
 
 
 # ------------------------------------------------------------------ reporting

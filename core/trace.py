@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from recur.core.records import RUNNING, Candidate, Decision, Outcome, Trial, json_safe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,8 +41,11 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 CREATE TABLE IF NOT EXISTS hook_calls (
     run_id TEXT NOT NULL, scope TEXT NOT NULL, level INTEGER NOT NULL, mechanism TEXT NOT NULL,
     hook TEXT NOT NULL, calls INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
-    seconds REAL NOT NULL DEFAULT 0, last_error TEXT,
+    seconds REAL NOT NULL DEFAULT 0, last_error TEXT, changed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, scope, mechanism, hook)
+);
+CREATE TABLE IF NOT EXISTS memo (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, trial_id TEXT NOT NULL, PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ts REAL NOT NULL, level INTEGER,
@@ -51,15 +54,23 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def empty_counts() -> dict[str, Any]:
+    """Per (mechanism, hook) counters: calls, changed decisions, errors, seconds, last error."""
+    return {"calls": 0, "changed": 0, "errors": 0, "seconds": 0.0, "last_error": None}
+
+
+def add_counts(total: dict[str, Any], v: dict[str, Any]) -> None:
+    """Add one counter dict into another (the one place counters are summed)."""
+    for key in ("calls", "changed", "errors", "seconds"):
+        total[key] = total.get(key, 0) + v.get(key, 0)
+    total["last_error"] = v.get("last_error") or total.get("last_error")
+
+
 def _merge_hooks(existing: str | None, delta: dict | None) -> str:
     """Add hook-call counts ``{(mechanism, hook): {calls, errors, seconds, last_error}}`` to a stored JSON blob."""
     merged: dict[str, dict[str, Any]] = json.loads(existing or "{}")
     for (mech, hook), v in (delta or {}).items():
-        m = merged.setdefault(f"{mech}\t{hook}", {"calls": 0, "errors": 0, "seconds": 0.0, "last_error": None})
-        m["calls"] += v.get("calls", 0)
-        m["errors"] += v.get("errors", 0)
-        m["seconds"] += v.get("seconds", 0.0)
-        m["last_error"] = v.get("last_error") or m["last_error"]
+        add_counts(merged.setdefault(f"{mech}\t{hook}", empty_counts()), v)
     return json.dumps(merged, sort_keys=True)
 
 
@@ -116,6 +127,11 @@ class TraceStore:
             raise TraceError(f"trace database {self.path} is corrupt or not a database: {exc}") from exc
         if row is None:
             self._conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) < SCHEMA_VERSION:  # version 1 lacked changed-decision counts
+            cols = [r[1] for r in self._conn.execute("PRAGMA table_info(hook_calls)").fetchall()]
+            if "changed" not in cols:
+                self._conn.execute("ALTER TABLE hook_calls ADD COLUMN changed INTEGER NOT NULL DEFAULT 0")
+            self._conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise TraceError(
                 f"trace database {self.path} has schema {row[0]}, newer than this recur ({SCHEMA_VERSION}); upgrade recur"
@@ -180,8 +196,12 @@ class TraceStore:
                      candidate.seed, candidate.to_json(), RUNNING, time.time(), _merge_hooks(None, hooks)),
                 )
 
-    def finish_trial(self, trial_id: str, outcome: Outcome, decision: Decision, hooks: dict | None = None) -> None:
+    def finish_trial(self, trial_id: str, outcome: Outcome, decision: Decision, hooks: dict | None = None,
+                     memo_key: str | None = None, run_id: str | None = None) -> None:
+        """Complete a trial; a ``memo_key`` (its files + seed) lets a later identical trial reuse this outcome."""
         with self.transaction() as c:
+            if memo_key and run_id:
+                c.execute("INSERT OR IGNORE INTO memo(run_id, key, trial_id) VALUES(?,?,?)", (run_id, memo_key, trial_id))
             row = c.execute("SELECT hook_calls FROM trials WHERE id=?", (trial_id,)).fetchone()
             c.execute(
                 "UPDATE trials SET outcome=?, decision=?, status=?, metric=?, seconds=?, kept=?, finished=?,"
@@ -197,12 +217,14 @@ class TraceStore:
         for (blob,) in self._conn.execute("SELECT hook_calls FROM trials WHERE scope=?", (scope,)).fetchall():
             for key, v in json.loads(blob or "{}").items():
                 mech, hook = key.split("\t", 1)
-                t = total.setdefault((mech, hook), {"calls": 0, "errors": 0, "seconds": 0.0, "last_error": None})
-                t["calls"] += v.get("calls", 0)
-                t["errors"] += v.get("errors", 0)
-                t["seconds"] += v.get("seconds", 0.0)
-                t["last_error"] = v.get("last_error") or t["last_error"]
+                add_counts(total.setdefault((mech, hook), empty_counts()), v)
         return total
+
+    def memo(self, run_id: str, key: str) -> TrialRow | None:
+        """The finished trial of this run that already ran these exact files on this seed, if any."""
+        row = self._conn.execute("SELECT trial_id FROM memo WHERE run_id=? AND key=?", (run_id, key)).fetchone()
+        found = self.trial_row(row[0]) if row else None
+        return found if found is not None and found.finished else None
 
     def set_commit(self, trial_id: str, sha: str) -> None:
         with self.transaction() as c:
@@ -275,14 +297,16 @@ class TraceStore:
         with self.transaction() as c:
             for (mech, hook), v in counts.items():
                 c.execute(
-                    "INSERT INTO hook_calls(run_id, scope, level, mechanism, hook, calls, errors, seconds, last_error)"
-                    " VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, scope, mechanism, hook) DO UPDATE SET"
-                    " calls=excluded.calls, errors=excluded.errors, seconds=excluded.seconds, last_error=excluded.last_error",
-                    (run_id, scope, level, mech, hook, v["calls"], v["errors"], v["seconds"], v.get("last_error")),
+                    "INSERT INTO hook_calls(run_id, scope, level, mechanism, hook, calls, errors, seconds, last_error,"
+                    " changed) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, scope, mechanism, hook) DO UPDATE SET"
+                    " calls=excluded.calls, errors=excluded.errors, seconds=excluded.seconds,"
+                    " last_error=excluded.last_error, changed=excluded.changed",
+                    (run_id, scope, level, mech, hook, v["calls"], v["errors"], v["seconds"], v.get("last_error"),
+                     v.get("changed", 0)),
                 )
 
     def hook_calls(self, run_id: str | None = None, scope_prefix: str | None = None) -> list[dict[str, Any]]:
-        cols = ["run_id", "scope", "level", "mechanism", "hook", "calls", "errors", "seconds", "last_error"]
+        cols = ["run_id", "scope", "level", "mechanism", "hook", "calls", "errors", "seconds", "last_error", "changed"]
         q = f"SELECT {', '.join(cols)} FROM hook_calls WHERE 1=1"
         args: list[Any] = []
         if run_id:

@@ -49,8 +49,9 @@ class AblationSpec:
     seed: int = 0
     workers: int = 1
     window: int = 3
-    meta_window: int = 2
-    pairs: int = 1
+    meta_window: int = 4
+    max_pairs: int = 8
+    alpha: float = 0.05
     trial_seconds: float | None = None
     transfer_task: str | None = None
     heldout: bool = True
@@ -59,7 +60,7 @@ class AblationSpec:
     def id(self) -> str:
         """Deterministic, so the same command finds and continues its own ablation."""
         return (f"{self.task}-{self.preset or 'default'}-{''.join(self.groups)}-r{self.repeats}-t{self.max_trials}"
-                f"-w{self.window}-m{self.meta_window}-p{self.pairs}-{self.model.replace('/', '_')}-s{self.seed}")
+                f"-w{self.window}-m{self.meta_window}-p{self.max_pairs}-a{self.alpha:g}-{self.model.replace('/', '_')}-s{self.seed}")
 
     def run_options(self, group: str, repeat: int) -> Any:
         from recur.levels.run import RunOptions
@@ -68,7 +69,7 @@ class AblationSpec:
         return RunOptions(levels=g["levels"], task=self.task, preset=self.preset, model=self.model,
                           api_base=self.api_base, max_trials=self.max_trials, trial_seconds=self.trial_seconds,
                           seed=self.seed + repeat, window=self.window, meta_window=self.meta_window,
-                          pairs=self.pairs, apply=list(g["apply"]))
+                          max_pairs=self.max_pairs, alpha=self.alpha, apply=list(g["apply"]))
 
     def check(self) -> None:
         from recur.levels.stack import PlanError
@@ -76,7 +77,7 @@ class AblationSpec:
         if self.max_trials is None:
             deepest = max(self.groups, key=lambda g: GROUPS.get(g, {"levels": 0})["levels"]) if self.groups else "A"
             if deepest in GROUPS:
-                self.max_trials = self.run_options(deepest, 0).plan()[1]
+                self.max_trials = self.run_options(deepest, 0).plan()[0]
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown or not self.groups:
             raise AblationError(f"unknown group(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(GROUPS)}")
@@ -118,7 +119,7 @@ def open_run(ws: Path, opts: Any) -> Any:
 
 def run_job(spec_path: Path) -> dict[str, Any]:
     """Run one (group, repeat): the level stack, then held-out (and transfer) checks of what it promoted."""
-    from recur.levels.heldout import describe, heldout_evaluate, promoted_branches
+    from recur.levels.heldout import describe, heldout_evaluate, heldout_lineage, promoted_branches
     from recur.levels.window import WindowStart
 
     job = json.loads(spec_path.read_text())
@@ -142,20 +143,26 @@ def run_job(spec_path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {
             "group": job["group"], "repeat": job["repeat"], "workspace": str(ws), "run_id": run_id,
             "start_metric": start_metric, "best_metric": best[0], "best_commit": best[1] or run.config["initial_commit"],
-            "trials": len(trials), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
+            "trials": int(sum((t["outcome"] or {}).get("cost", {}).get("trials", 1) for t in trials)), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
             "usd": sum(c["cost_usd"] or 0.0 for c in calls), "status": summary["status"] if summary else status,
             "promoted": [],
         }
         result["delta"] = None if best[0] is None or start_metric is None else best[0] - start_metric
-        hook_calls = {(h["mechanism"], h["hook"]): h["calls"] for h in run.trace.hook_calls(run_id)}
-        start = WindowStart(run.config["initial_commit"], start_metric,
-                            {lv: rt.store_active(lv) for lv in range(1, opts.levels + 1)})
+        hook_calls: dict[tuple[str, str], list[int]] = {}
+        for h in run.trace.hook_calls(run_id):  # summed over every window of the run, not just the last
+            row = hook_calls.setdefault((h["mechanism"], h["hook"]), [0, 0])
+            row[0] += h["calls"]
+            row[1] += h["changed"]
         for branch in promoted_branches(rt):
             m = rt.store.info(branch)
             entry = {"name": m.name, "level": m.level, "score": m.score,
-                     "hook_calls": {hook: n for (mech, hook), n in hook_calls.items() if mech == m.name}}
+                     "hook_calls": {hook: n[0] for (mech, hook), n in hook_calls.items() if mech == m.name},
+                     "hook_effects": {hook: n[1] for (mech, hook), n in hook_calls.items() if mech == m.name}}
             if spec.heldout:
-                held = heldout_evaluate(rt, opts, branch, start, f"{run_id}/heldout/{m.name}")
+                scope = f"{run_id}/heldout/{m.name}"
+                start = WindowStart(heldout_lineage(rt, best[1] or run.config["initial_commit"], best[0], scope),
+                                    {lv: rt.store_active(lv) for lv in range(1, opts.levels + 1)})
+                held = heldout_evaluate(rt, opts, branch, start, scope)
                 rt.store.update(branch, None, Held_Out=describe(held, "on held-out seeds"))
                 entry["heldout"] = held["score"]
                 entry["heldout_trials"] = held["trials"]
@@ -179,7 +186,8 @@ def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, bra
     info = store.info(branch)
     target = ws.parent / f"{ws.name}-transfer-{spec.transfer_task}-{info.name}"
     opts = RunOptions(levels=info.level + 1, task=spec.transfer_task, model=spec.model, api_base=spec.api_base,
-                      seed=spec.seed + repeat, window=spec.window, meta_window=spec.meta_window, pairs=spec.pairs,
+                      seed=spec.seed + repeat, window=spec.window, meta_window=spec.meta_window,
+                      max_pairs=spec.max_pairs, alpha=spec.alpha,
                       trial_seconds=spec.trial_seconds)
     with open_run(target, opts) as run:
         rt = run.rt = run.setup()
@@ -187,8 +195,9 @@ def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, bra
         moved = rt.store.add_candidate(info.level, info.slug, store.source(branch),
                                        trailers={"Model": info.trailers.get("Model"), "Family": info.trailers.get("Family"),
                                                  "Diagnosis": f"transfer of {info.name} from task {spec.task}"})
-        result = heldout_evaluate(rt, run.opts, moved.branch, WindowStart(base.best_sha, base.best_metric, {}),
-                                  f"{run.run_id}/transfer/{info.name}")
+        scope = f"{run.run_id}/transfer/{info.name}"
+        assert base.final is not None
+        result = heldout_evaluate(rt, run.opts, moved.branch, WindowStart(base.final.lineage, {}), scope)
         run.trace.finish_run(run.run_id, "finished")
     return result
 

@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of repeat 0; repeat r uses seed + r in every group."),
         workers: int = typer.Option(1, "--workers", min=1, help="Runs at once (one GPU each when GPUs exist)."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per level-2 window."),
-        meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
-        pairs: int = typer.Option(1, "--pairs", min=1, help="Candidate/control window pairs per mechanism."),
+        meta_window: int = typer.Option(4, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
+        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most window pairs a race adds per candidate."),
+        alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         transfer_task: Optional[str] = typer.Option(None, "--transfer-task", help="Also re-evaluate every promoted mechanism on this task."),
         no_heldout: bool = typer.Option(False, "--no-heldout", help="Skip re-evaluating promoted mechanisms on held-out seeds."),
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
         spec = AblationSpec(groups=[g.strip().upper() for g in groups.split(",") if g.strip()], repeats=repeats,
                             max_trials=max_trials, task=task, preset=preset, model=model, api_base=api_base, seed=seed,
-                            workers=workers, window=window, meta_window=meta_window, pairs=pairs,
+                            workers=workers, window=window, meta_window=meta_window, max_pairs=max_pairs, alpha=alpha,
                             trial_seconds=trial_seconds, transfer_task=transfer_task, heldout=not no_heldout)
         out = console()
         root = Workspace(workdir).root / "ablations"

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("offline", "--model", help="Model for every level: offline (embedded SmolLM2, the default), scripted (non-LLM baseline), or any litellm model string."),
         api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...)."),
         level_model: list[str] = typer.Option([], "--level-model", help="Per-level model override, LEVEL=MODEL (repeatable)."),
-        max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included (default: 20 at --levels 1, two top-level candidates above)."),
+        max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials for the whole run, baselines included (default: 20 at --levels 1, 50 above)."),
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Stop after this much trial time."),
         max_usd: Optional[float] = typer.Option(None, "--max-usd", min=0, help="Stop when model spend reaches this."),
@@ -40,12 +40,14 @@ def register(app: typer.Typer) -> None:
         llm_timeout: float = typer.Option(120.0, "--llm-timeout", min=0.1, help="Seconds per model request before it is retried."),
         seed: int = typer.Option(0, "--seed", help="Run seed: trial seeds and proposals derive from it."),
         workers: int = typer.Option(1, "--workers", min=1, help="Trials run at once (one GPU each when GPUs exist)."),
-        baseline_repeats: int = typer.Option(2, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
+        baseline_repeats: int = typer.Option(3, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
         min_delta: float = typer.Option(0.0, "--min-delta", min=0, help="Smallest improvement that counts, besides 2 sigma of noise."),
         data: Optional[Path] = typer.Option(None, "--data", help="Train on your own text files in this folder."),
-        window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window when an outer level evaluates a mechanism."),
-        meta_window: int = typer.Option(2, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
-        pairs: int = typer.Option(1, "--pairs", min=1, help="Candidate/control window pairs per mechanism (>= 2 enables the bootstrap CI gate)."),
+        window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window (the unit an outer level races in pairs)."),
+        meta_window: int = typer.Option(4, "--meta-window", min=1, help="A level-k window is window x meta-window^(k-1) level-1 trials."),
+        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most candidate/incumbent window pairs a race adds before it drops the candidate."),
+        alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race (one-sided sign-flip test)."),
+        proposals: int = typer.Option(3, "--proposals", min=1, max=16, help="Proposals per step at every level (filter and select choose among them)."),
         apply: list[str] = typer.Option([], "--apply", help="Built-in mechanism active from the start, NAME[@LEVEL] (repeatable; e.g. freeze_guidance)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run with its stored options."),
@@ -65,11 +67,11 @@ def register(app: typer.Typer) -> None:
                           llm_timeout=llm_timeout, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
                           data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
-                          pairs=pairs, apply=list(apply))
+                          max_pairs=max_pairs, alpha=alpha, proposals=proposals, apply=list(apply))
         out = console()
         try:
             with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:
-                progress.begin(r.run_id, r.opts, r.opts.plan()[2])
+                progress.begin(r.run_id, r.opts, r.opts.plan()[1])
                 summary = r.execute()
         except (RunError, TaskError, TraceError, WorkspaceLocked, LLMError) as exc:
             raise UserError(str(exc)) from None

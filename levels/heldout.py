@@ -1,9 +1,9 @@
-"""Held-out re-evaluation of a promoted mechanism: the same paired candidate/control windows that promoted it,
-on trial seeds it was never scored on (and, for transfer, on another task).
+"""Held-out re-evaluation of a promoted mechanism: the same race that promoted it, on trial seeds it was never
+scored on (and, for transfer, on another task).
 
 A gain that only shows on the seeds used to select a mechanism is selection noise; the held-out score is what
-``recur ablate`` reports next to the promotion score. It runs through the level's own evaluate, so nothing
-here knows which level it re-evaluates.
+``recur ablate`` reports next to the promotion score. It runs through the level's own evaluate (dry run,
+race), from the run's best point but at level-1 trial indices far beyond the run's, so every seed is new.
 """
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Any
 from recur.core.budget import Budget
 from recur.core.loop import derive_seed
 from recur.core.records import Candidate
-from recur.levels.outer import OuterLoop, OuterState
+from recur.levels.outer import OuterLoop, OuterState, recorded_decisions
 from recur.levels.runtime import Runtime
-from recur.levels.window import WindowStart
+from recur.levels.window import Lineage, WindowStart
+
+HELDOUT_INDEX = 1_000_000  # level-1 trial indices from here on are never used by a run: fresh seeds
 
 
 def promoted_branches(rt: Runtime) -> list[str]:
@@ -22,36 +24,69 @@ def promoted_branches(rt: Runtime) -> list[str]:
     return [m.branch for m in rt.store.list(status="promoted")]
 
 
-def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, scope: str) -> dict[str, Any]:
-    """Score ``branch`` (a level-k mechanism) with level k+1's paired windows under ``scope``'s fresh seeds.
+def heldout_lineage(rt: Runtime, sha: str, metric: float | None, scope: str) -> Lineage:
+    """A lineage at the run's best point whose trial indices (so seeds) were never used, with the run's
+    level-1 trials as history (the dry run replays their decisions)."""
+    ids = [t["id"] for t in rt.trace.trials(rt.run_id, level=1) if t["status"] != "running"
+           and "/heldout/" not in t["scope"] and "/transfer/" not in t["scope"]]
+    index = HELDOUT_INDEX + derive_seed(rt.seed, scope) % HELDOUT_INDEX
+    return Lineage(sha, metric, sha, index, {1: tuple(ids)})
 
-    ``start.active`` may include the mechanism itself (it was promoted): it is taken out for the control."""
+
+def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, scope: str,
+                     charge: bool = False) -> dict[str, Any]:
+    """Judge ``branch`` (a level-k mechanism) exactly as level k+1 judges a candidate (dry run, race, held-out
+    pairs), from ``start`` (for a held-out score its lineage holds fresh indices: ``heldout_lineage``).
+    ``start.active`` may include the mechanism itself: it is taken out. ``charge``: count the trials against
+    the run's budget (``recur mech eval``) instead of a separate one (held-out checks)."""
     from recur.levels.stack import build
-    from recur.mechanism_store.gate import defined_hooks
 
     info = rt.store.info(branch)
     k = info.level
     source = rt.store.source(info.branch)
     rt.source_cache[info.name] = source
-    evaluator = build(rt, k + 1, opts.window, opts.meta_window, opts.pairs)
+    evaluator = build(rt, k + 1, opts, top=0)  # top=0: no level writes main from here
     active = {lv: [m for m in ms if m.name.rsplit("-", 1)[0] != info.slug] for lv, ms in start.active.items() if lv <= k}
-    state = OuterState(WindowStart(start.sha, start.metric, active))
-    loop = OuterLoop(rt, k + 1, evaluator.child, state, None, evaluator.child_steps, evaluator.pairs)
+    state = OuterState(WindowStart(start.lineage, active))
+    loop = OuterLoop(rt, k + 1, evaluator.child, state, None, evaluator.race)
+    saved = rt.budget
+    if not charge:
+        rt.budget = Budget()  # held-out trials are extra: they never eat the run's budget
+    before = dict(rt.budget.used)
+    warm_trials = 0.0
+    try:
+        if not recorded_decisions(rt, start.lineage, k, limit=1):  # a first window gives the dry run decisions
+            warm = evaluator.child.run_window(f"{scope}/warmup", state.start, evaluator.race.child_len)
+            assert warm.final is not None
+            state.start = WindowStart(warm.final.lineage, active)
+        warm_trials = rt.budget.used["trials"] - before["trials"]
+        before = dict(rt.budget.used)
+        candidate = candidate_for(rt, info, source, scope, k)
+        outcome = loop.evaluate(candidate, rt.budget)
+        decision = loop.accept(candidate, outcome, [])
+    finally:
+        used = {u: rt.budget.used[u] - before.get(u, 0.0) for u in rt.budget.used}
+        rt.budget = saved
+    verdict = "promoted" if decision.keep else (outcome.status if outcome.status in ("unsafe", "inactive", "budget") else "rejected")
+    return {"mechanism": info.name, "level": k, "score": outcome.metric, "status": outcome.status,
+            "verdict": verdict, "reason": decision.reason, "ci": decision.info.get("ci"),
+            "confirm": outcome.info.get("confirm", []), "dry_run": outcome.info.get("dry_run"),
+            "race": outcome.info.get("race"), "pairs": outcome.info.get("pairs", []),
+            "hook_calls": outcome.info.get("hook_calls", {}), "hook_effects": outcome.info.get("hook_effects", {}),
+            "trials": int(used["trials"]), "warmup_trials": int(warm_trials), "scope": scope}
+
+
+def candidate_for(rt: Runtime, info: Any, source: str, scope: str, level: int) -> Candidate:
+    """The level-(k+1) candidate that races store mechanism ``info`` (a level-k mechanism)."""
+    from recur.mechanism_store.gate import defined_hooks
+
     payload = {"mechanism": info.name, "branch": info.branch, "slug": info.slug, "hooks": defined_hooks(source),
                "family": info.trailers.get("Family") or info.slug}
-    candidate = Candidate(scope, k + 1, payload["family"], payload, derive_seed(rt.seed, scope))
-    saved, rt.budget = rt.budget, Budget()  # held-out trials are extra: they never eat the run's budget
-    try:
-        outcome = loop.evaluate(candidate, rt.budget)
-    finally:
-        used, rt.budget = rt.budget.used, saved
-    return {"mechanism": info.name, "level": k, "score": outcome.metric, "status": outcome.status,
-            "pairs": outcome.info.get("pairs", []), "hook_calls": outcome.info.get("hook_calls", {}),
-            "trials": int(used["trials"]), "scope": scope}
+    return Candidate(scope, level + 1, payload["family"], payload, derive_seed(rt.seed, scope))
 
 
 def describe(result: dict[str, Any], where: str) -> str:
-    """One trailer line: ``+0.00123 per trial over 2 pair(s) on held-out seeds (ok)``."""
+    """One trailer line: ``+0.00123 per trial over 4 pair(s) on held-out seeds (ok)``."""
     score = result["score"]
     text = "-" if score is None else f"{score:+.6g}"
     return f"{text} per trial over {len(result['pairs'])} pair(s) {where} ({result['status']})"

@@ -8,6 +8,7 @@ to measure noise.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -54,12 +55,18 @@ class InnerLoop(Loop):
     level = 1
     charges_budget = True
 
-    def __init__(self, rt: Runtime, state: WindowState, policy: SearchPolicy | None, baseline_steps: int = 0):
+    def __init__(self, rt: Runtime, state: WindowState, policy: SearchPolicy | None, baseline_steps: int = 0,
+                 prior: list[Trial] | None = None, index: int = 0):
         self.rt = rt
         self.state = state
         self.policy = policy
         self.baseline_steps = baseline_steps
+        self.prior = list(prior or [])  # the lineage's trials before this window: mechanisms see the whole run
+        self.index = index  # global level-1 trial index of this window's first step
         self.space = rt.task.space()
+
+    def records(self, window: list[Trial]) -> list[dict[str, Any]]:
+        return [t.as_record() for t in self.prior + window][-HISTORY_LIMIT:]
 
     # ------------------------------------------------------------ propose
     def propose(self, ctx: StepContext) -> Candidate:
@@ -70,21 +77,23 @@ class InnerLoop(Loop):
         constants = read_constants(source)
         context = {
             "level": 1,
-            "step": ctx.step,
+            "step": self.index + ctx.step,
             "space": self.space,
             "frozen": [],
             "guidance": [],
             "incumbent": {k: constants[k] for k in self.space if k in constants},
             "best_metric": self.state.best,
             "maximize": self.rt.task.maximize,
-            "history": [t.as_record() for t in ctx.history][-HISTORY_LIMIT:],
+            "history": self.records(ctx.history),
             "task": self.rt.task.describe(),
             "metric_name": self.rt.task.metric_name,
             "source": source,
             "editable": self.rt.task.editable,
         }
-        proposal, guided = self.policy.choose(context, ctx.seed, ctx.trial_id)
+        proposal, guided, decision = self.policy.choose(context, ctx.seed, ctx.trial_id)
         payload = dict(proposal["payload"])
+        payload["index"] = self.index + ctx.step
+        payload["decision"] = decision  # replayed by an outer level's dry run
         payload["rationale"] = str(proposal.get("rationale", ""))[:500]
         if guided.get("frozen"):
             payload["frozen"] = list(guided["frozen"])
@@ -99,13 +108,23 @@ class InnerLoop(Loop):
         rt = self.rt
         folder = rt.scratch(candidate.id)
         rt.repo.export(candidate.parent, folder)
+        memo_key = None
         if not candidate.payload.get("baseline"):
             path = folder / rt.task.editable
             try:
-                path.write_text(edited_source(path.read_text(), candidate.payload, self.space, candidate.payload.get("frozen", [])))
+                content = edited_source(path.read_text(), candidate.payload, self.space, candidate.payload.get("frozen", []))
             except EditError as exc:
                 shutil.rmtree(folder, ignore_errors=True)
                 return Outcome(INVALID, cost={"trials": 1, "seconds": 0.0}, info={"error": str(exc)})
+            # the same files on the same seed were already run (the other arm of a pair): reuse, charge nothing
+            memo_key = hashlib.sha256(f"{candidate.seed}\0{content}".encode()).hexdigest()
+            done = rt.trace.memo(rt.run_id, memo_key)
+            if done is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+                o = done.outcome
+                return Outcome(o.status, o.metric, {"trials": 0, "seconds": 0.0},
+                               {**o.info, "memo_of": done.id, "memo_key": memo_key})
+            path.write_text(content)
         if rt.task.pins(folder) != rt.pins:
             shutil.rmtree(folder, ignore_errors=True)
             return Outcome(VOID, cost={"trials": 1, "seconds": 0.0},
@@ -116,6 +135,8 @@ class InnerLoop(Loop):
         outcome = rt.task.parse(result.log_text(), result.returncode, result.timed_out)
         outcome.cost = {"trials": 1, "seconds": result.seconds}
         outcome.info.setdefault("log", str(log))
+        if memo_key:
+            outcome.info["memo_key"] = memo_key
         if not outcome.ok:
             outcome.info.setdefault("log_tail", tail(result.log_text()))
         shutil.rmtree(folder, ignore_errors=True)
@@ -131,15 +152,14 @@ class InnerLoop(Loop):
         keep, reason = improved, ("beats best by more than the noise threshold" if improved else "not better")
         if not outcome.ok:
             return Decision(False, f"{outcome.status}", {"improved": False})
-        if self.policy is not None:
-            verdict = self.policy.hooks.accept(
-                {"metric": outcome.metric, "status": outcome.status, "best_metric": self.state.best,
+        asked = {"metric": outcome.metric, "status": outcome.status, "best_metric": self.state.best,
                  "incumbent_metric": self.state.best, "default_keep": improved, "maximize": maximize,
-                 "step": int(candidate.id.rsplit("/", 1)[-1]), "threshold": self.rt.threshold},
-                [t.as_record() for t in history][-HISTORY_LIMIT:], candidate.seed)
+                 "step": candidate.payload.get("index", 0), "threshold": self.rt.threshold}
+        if self.policy is not None:
+            verdict = self.policy.hooks.accept(asked, self.records(history), candidate.seed)
             if verdict is not None and verdict != improved:
                 keep, reason = verdict, "accept mechanism overrode the gate"
-        return Decision(keep, reason, {"improved": improved})
+        return Decision(keep, reason, {"improved": improved, "accept": asked})
 
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:

@@ -1,34 +1,50 @@
 """Level k >= 2, the outer loop: its candidates are mechanisms for level k-1's search policy.
 
-propose: the level's policy (model or scripted baseline, plus level k's own active mechanisms) picks a
-mechanism specification; it is rendered (or, from a capable model, taken as written), passed through the
-gate (static policy + property tests in the sandbox) and committed as a store branch.
-evaluate: run level k-1 for a window with the candidate active and a control window without it, from the
-same start and on the same trial seeds (``--pairs`` times); score = gain of the task metric per level-1
-trial, candidate minus control.
-accept: the activation check (every hook the mechanism defines was called, few errors; else ``inactive``)
-and the statistical gate; a level-(k+1) ``accept`` mechanism may overrule the gate. Nothing here knows which
-k it is: level 3 is this class with level 2 as its child.
+One lineage (docs/protocol.md). Level k moves its lineage (the run's one line of level-1 search) forward in
+windows of level k-1. Each step is one of:
+
+* an **incumbent window**: level k-1 runs one window with the mechanisms already active (what level 1 alone
+  would do). Taken while level k-1 has made no decision yet that a dry run could replay, after three free
+  candidates in a row, and when too little budget or window is left for a pair;
+* a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
+  mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
+  committed as a store branch; then a **dry run** replays level k-1's recorded decisions through it (zero
+  trials; if it would change none it is ``inactive``); then a **race**: pairs of level-(k-1) windows, the
+  candidate arm (incumbents + candidate, which takes precedence) and the incumbent arm, both from the
+  lineage's current point on the same trial seeds. The lineage continues from the better arm of each pair,
+  so every trial spent also advances the search; where the arms agree the second arm reuses the first's
+  trials and is not charged. Pairs are added until ``race_step`` promotes or drops; a promotion is then
+  confirmed on further pairs (held-out seeds: trial indices never used to decide it) and requires decisions
+  the mechanism actually changed (``Hook-Effects``).
+
+Only the top-level loop writes the store's ``main``; a nested window's winners are marked ``confirmed`` in
+their trailers and stay active for the rest of that window only. Nothing here knows which k it is.
 """
 from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from recur.core.budget import Budget
-from recur.core.hooks import ActiveMechanism
+from recur.core.hooks import ActiveMechanism, HookRunner, replay_changes
 from recur.core.loop import Loop, StepContext, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
-from recur.core.stats import bootstrap_ci, paired_pvalue
+from recur.core.stats import bootstrap_ci, race_step
 from recur.levels.runtime import Runtime
-from recur.levels.window import WindowResult, WindowStart, close_policy, hook_counts_json, make_policy
+from recur.levels.window import (Lineage, WindowResult, WindowStart, close_policy, make_policy, observed_best,
+                                 sum_hook_counts, window_hook_counts)
 
 UNSAFE = "unsafe"
 INACTIVE = "inactive"
 BUDGET = "budget"
+INCUMBENT = "incumbent"
+FREE = (UNSAFE, INACTIVE)
 MAX_ERROR_RATE = 0.2
+MAX_FREE = 3  # free (unsafe/inactive) candidates in a row before an incumbent window moves the lineage on
+DRY_RUN_DECISIONS = 30  # recent level-(k-1) decisions a dry run replays
+KEEP_STATUSES = ("promoted", "applied")  # never demoted by a re-proposal
 
 
 class WindowRunner(Protocol):
@@ -41,6 +57,16 @@ class ExtraProposer(Protocol):
     """Proposes ready-made candidates (e.g. ports of lower-level mechanisms) instead of the policy."""
 
     def propose(self, level: int, step: int, history: list[Trial]) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class RaceSettings:
+    """How level k judges a candidate: child windows of ``child_len`` level-1 trials, raced in pairs."""
+
+    child_len: int
+    max_pairs: int = 8
+    alpha: float = 0.05
+    confirm: int = 2  # held-out pairs after a winning race
 
 
 def family_space(families: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -65,21 +91,47 @@ def family_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(fam + ".")}
 
 
+def level_space(rt: Runtime, level: int) -> dict[str, dict[str, Any]]:
+    """The search space a level's proposals live in: the task's parameters at level 1, mechanism specs above."""
+    if level == 1:
+        return rt.task.space()
+    from recur.mechanism_store.builtin import BUILTIN_FAMILIES
+
+    return family_space(BUILTIN_FAMILIES)
+
+
+def recorded_decisions(rt: Runtime, lineage: Lineage, level: int, limit: int = DRY_RUN_DECISIONS) -> list[dict[str, Any]]:
+    """Level ``level``'s recent decisions on ``lineage``, rebuilt for replay (context with its history)."""
+    trials = rt.trials_of(lineage.trail.get(level, ()))
+    chosen = [pos for pos, t in enumerate(trials) if t.candidate.payload.get("decision")][-limit:]
+    if not chosen:
+        return []
+    space = level_space(rt, level)
+    first = max(0, chosen[0] - 100)
+    records = [t.as_record() for t in trials[first:chosen[-1]]]
+    out = []
+    for pos in chosen:
+        t = trials[pos]
+        d = t.candidate.payload["decision"]
+        history = records[max(0, pos - 100 - first):pos - first]
+        out.append({"context": {**d["context"], "space": space, "history": history}, "offered": d["offered"],
+                    "seed": d["seed"], "accept": t.decision.info.get("accept")})
+    return out
+
+
+def without_slug(mechanisms: list[ActiveMechanism], slug: str) -> list[ActiveMechanism]:
+    return [m for m in mechanisms if m.name.rsplit("-", 1)[0] != slug]
+
+
 @dataclass
 class OuterState:
-    start: WindowStart
-    best_metric: float | None = None
-    best_sha: str = ""
-    history_sources: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.best_metric = self.start.metric if self.best_metric is None else self.best_metric
-        self.best_sha = self.best_sha or self.start.sha
+    start: WindowStart  # the lineage and the mechanisms active at every level below this one
 
 
 class OuterLoop(Loop):
-    def __init__(self, rt: Runtime, level: int, child: WindowRunner, state: OuterState, policy, child_steps: int,
-                 pairs: int, extra: list[ExtraProposer] | None = None):
+    def __init__(self, rt: Runtime, level: int, child: WindowRunner, state: OuterState, policy,
+                 race: RaceSettings, end_index: int | None = None, top: bool = False,
+                 extra: list[ExtraProposer] | None = None):
         from recur.mechanism_store.builtin import BUILTIN_FAMILIES
 
         self.rt = rt
@@ -87,8 +139,9 @@ class OuterLoop(Loop):
         self.child = child
         self.state = state
         self.policy = policy
-        self.child_steps = child_steps
-        self.pairs = pairs
+        self.race = race
+        self.end_index = end_index
+        self.top = top
         self.extra = extra or []
         self.families = BUILTIN_FAMILIES
         self.space = family_space(self.families)
@@ -96,28 +149,49 @@ class OuterLoop(Loop):
     def hook_delta(self) -> dict:
         return self.policy.hooks.take_delta() if self.policy else {}
 
+    @property
+    def lineage(self) -> Lineage:
+        return self.state.start.lineage
+
+    def room(self) -> int:
+        return self.room_at(self.lineage)
+
+    def history(self) -> list[Trial]:
+        """This level's steps on the lineage: the whole run's, not just this window's."""
+        return self.rt.trials_of(self.lineage.trail.get(self.level, ()))
+
     # ------------------------------------------------------------ propose
     def propose(self, ctx: StepContext) -> Candidate:
         from recur.levels.diagnosis import diagnose
         from recur.mechanism_store.builtin import render
 
         rt, k = self.rt, self.level
+        free = 0
+        for t in reversed(ctx.history):
+            if t.outcome.status not in FREE:
+                break
+            free += 1
+        if (free >= MAX_FREE or not self.fits_pair(self.lineage) or self.policy is None
+                or not recorded_decisions(rt, self.lineage, k - 1, limit=1)):
+            return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
+        history = self.history()
         for extra in self.extra:
-            ready = extra.propose(k, ctx.step, ctx.history)
+            ready = extra.propose(k, ctx.step, history)
             if ready is not None:
                 return self._candidate(ctx, ready)
-        child_records = [t for t in rt.trace.trials(rt.run_id, level=k - 1) if t["status"] != "running"][-60:]
-        last = [t for t in ctx.history if t.outcome.ok]
-        incumbent = (last[-1].candidate.payload.get("params") if last else None) or default_point(self.families, "tabu")
+        child_records = [t.as_record() | {"candidate": {"payload": t.candidate.payload}}
+                         for t in rt.trials_of(self.lineage.trail.get(k - 1, ()))][-60:]
+        tried = [t for t in history if t.outcome.ok and t.candidate.kind in self.families]
+        incumbent = (tried[-1].candidate.payload.get("params") if tried else None) or default_point(self.families, "tabu")
         context = {
-            "level": k, "step": ctx.step, "space": self.space, "frozen": [], "guidance": [],
-            "incumbent": incumbent, "best_metric": max((t.outcome.metric for t in last), default=None),
-            "maximize": True, "history": [t.as_record() for t in ctx.history][-50:],
+            "level": k, "step": len(history), "space": self.space, "frozen": [], "guidance": [],
+            "incumbent": incumbent, "best_metric": max((t.outcome.metric for t in tried), default=None),
+            "maximize": True, "history": [t.as_record() for t in history][-50:],
             "diagnosis": diagnose(child_records, k - 1),
             "families": {f: {"summary": s["summary"], "hooks": s["hooks"], "answers": s["answers"]} for f, s in self.families.items()},
             "active": [m.name for m in self.state.start.active.get(k - 1, [])],
         }
-        proposal, _ = self.policy.choose(context, ctx.seed, ctx.trial_id)
+        proposal, _, decision = self.policy.choose(context, ctx.seed, ctx.trial_id)
         params = dict(proposal["payload"].get("params", {}))
         family = params.get("family") or "tabu"
         source = proposal["payload"].get("source")
@@ -125,9 +199,10 @@ class OuterLoop(Loop):
             source = render(family, family_params({**default_point(self.families, family), **incumbent, **params, "family": family}))
         return self._candidate(ctx, {"family": family, "params": params, "source": source,
                                      "diagnosis": proposal.get("rationale") or ", ".join(context["diagnosis"]["tags"]),
-                                     "model": getattr(self.policy.backend, "name", "?"), "parent": None})
+                                     "model": getattr(self.policy.backend, "name", "?"), "parent": None},
+                               decision)
 
-    def _candidate(self, ctx: StepContext, spec: dict[str, Any]) -> Candidate:
+    def _candidate(self, ctx: StepContext, spec: dict[str, Any], decision: dict[str, Any] | None = None) -> Candidate:
         from recur.mechanism_store.gate import gate
 
         rt, k = self.rt, self.level
@@ -138,8 +213,10 @@ class OuterLoop(Loop):
             info = rt.store.port(spec["parent"], k - 1, source=spec["source"], **meta)
         else:
             info = rt.store.add_candidate(k - 1, slug, spec["source"], trailers=meta)
-        payload = {"params": spec.get("params", {}), "mechanism": info.name, "branch": info.branch, "slug": slug,
-                   "hooks": report.hooks, "family": spec["family"]}
+        payload: dict[str, Any] = {"params": spec.get("params", {}), "mechanism": info.name, "branch": info.branch,
+                                   "slug": slug, "hooks": report.hooks, "family": spec["family"]}
+        if decision:
+            payload["decision"] = decision  # level k+1 replays it in its dry run
         if spec.get("parent"):
             payload["port_of"] = spec["parent"]
         if not report.passed:
@@ -147,107 +224,188 @@ class OuterLoop(Loop):
         return Candidate(ctx.trial_id, k, spec["family"], payload, ctx.seed, parent=spec.get("parent"))
 
     # ----------------------------------------------------------- evaluate
+    def arms(self, payload: dict[str, Any]) -> tuple[ActiveMechanism, dict[int, list[ActiveMechanism]], dict[int, list[ActiveMechanism]]]:
+        """The candidate, and the active sets of the candidate arm and the incumbent arm."""
+        k = self.level
+        mech = ActiveMechanism(payload["mechanism"], self.rt.mechanism_source(payload["mechanism"]),
+                               list(payload["hooks"]), candidate=True)
+        base = self.state.start.active
+        return mech, {**base, k - 1: without_slug(base.get(k - 1, []), payload["slug"]) + [mech]}, base
+
+    def dry_run(self, mech: ActiveMechanism, active: list[ActiveMechanism]) -> dict[str, int]:
+        """Replay level k-1's recent decisions with and without the candidate: how many it would change."""
+        decisions = recorded_decisions(self.rt, self.lineage, self.level - 1)
+        invoker = self.rt.invoker_factory(active) if self.rt.invoker_factory else None
+        try:
+            changed = replay_changes(HookRunner(active, invoker), mech.name, decisions)
+        finally:
+            if invoker is not None and hasattr(invoker, "close"):
+                invoker.close()
+        return {"decisions": len(decisions), "changed": changed}
+
+    def _pair(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict) -> tuple[dict[str, Any], WindowResult, WindowResult]:
+        n = self.race.child_len
+        cand = self.child.run_window(f"{cid}/{tag}/cand", WindowStart(lin, with_mech), n)
+        ctrl = self.child.run_window(f"{cid}/{tag}/ctrl", WindowStart(lin, base), n)
+        maximize = self.rt.task.maximize
+        pair = {"cand_gain": cand.gain(maximize), "ctrl_gain": ctrl.gain(maximize),
+                "diff": (cand.gain(maximize) - ctrl.gain(maximize)) / n,
+                "diff_per_second": _per_second(cand, maximize) - _per_second(ctrl, maximize),  # the GPU-hour view
+                "cand_trials": cand.trials, "ctrl_trials": ctrl.trials, "steps": min(cand.steps, ctrl.steps),
+                "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds, "complete": cand.steps == ctrl.steps == n}
+        return pair, cand, ctrl
+
     def evaluate(self, candidate: Candidate, budget: Budget) -> Outcome:
         p = candidate.payload
+        rt = self.rt
+        if p.get(INCUMBENT):
+            n = min(self.race.child_len, max(1, self.room()))
+            res = self.child.run_window(f"{candidate.id}/inc", self.state.start, n)
+            assert res.final is not None
+            return Outcome(OK, metric=res.gain(rt.task.maximize) / max(1, res.steps),
+                           cost={"trials": res.trials, "seconds": res.seconds},
+                           info={INCUMBENT: True, "lineage": res.final.lineage.to_json(), "trials": res.trials,
+                                 "steps": res.steps, "seconds": res.seconds})
         if p.get("unsafe"):
-            return Outcome(UNSAFE, info={"gate": p["unsafe"]})
-        k = self.level
-        mech = ActiveMechanism(p["mechanism"], self.rt.mechanism_source(p["mechanism"]), list(p["hooks"]))
-        base_active = self.state.start.active
-        with_mech = {**base_active, k - 1: [m for m in base_active.get(k - 1, []) if m.name.rsplit("-", 1)[0] != p["slug"]] + [mech]}
-        start = WindowStart(self.state.best_sha, self.state.best_metric, base_active)
-        pairs, results = [], []
-        for i in range(self.pairs):
-            seed_scope = f"{candidate.id}/p{i}"
-            cand = self.child.run_window(f"{seed_scope}/cand", WindowStart(start.sha, start.metric, with_mech),
-                                         self.child_steps, seed_scope=seed_scope)
-            ctrl = self.child.run_window(f"{seed_scope}/ctrl", start, self.child_steps, seed_scope=seed_scope)
-            results.append((cand, ctrl))
-            per = max(1, cand.trials)
-            maximize = self.rt.task.maximize
-            pairs.append({"cand_gain": cand.gain(maximize), "ctrl_gain": ctrl.gain(maximize),
-                          "diff": (cand.gain(maximize) - ctrl.gain(maximize)) / per,
-                          "diff_per_second": _per_second(cand, maximize) - _per_second(ctrl, maximize),  # the GPU-hour view
-                          "cand_trials": cand.trials, "ctrl_trials": ctrl.trials,
-                          "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds})
-        calls = {h: 0 for h in mech.hooks}
-        errors = 0
-        for cand, _ in results:
-            for key, v in cand.hook_counts.items():
-                name, hook = key.split("\t", 1)
-                if name == mech.name:
-                    calls[hook] = calls.get(hook, 0) + v["calls"]
-                    errors += v["errors"]
+            return Outcome(UNSAFE, info={"gate": p["unsafe"], "trials": 0})
+        mech, with_mech, base = self.arms(p)
+        dry = self.dry_run(mech, with_mech[self.level - 1])
+        if dry["changed"] == 0:
+            return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
+                                           "reason": f"would change none of {dry['decisions']} recorded decisions"})
+        start, n = self.lineage, self.race.child_len
+        pairs: list[dict[str, Any]] = []
+        confirm: list[dict[str, Any]] = []
+        cand_windows: list[WindowResult] = []
+        best: WindowResult | None = None
+        step = race_step([], self.race.alpha, self.race.max_pairs)
+        used = 0  # pairs run: pair j starts from the race's start on trial indices start + j*n (fresh seeds)
+        while used < self.race.max_pairs + self.race.confirm:
+            if not self.fits_pair(replace(start, index=start.index + used * n)):
+                break
+            racing = used < self.race.max_pairs and step.decision == "continue"
+            if not racing and (step.decision != "promote" or len(confirm) >= self.race.confirm):
+                break
+            lin = replace(start, index=start.index + used * n)
+            pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base)
+            used += 1
+            cand_windows.append(cand)
+            for w in (ctrl, cand):  # ties: the incumbent arm
+                if best is None or _rank(w, rt.task.maximize) > _rank(best, rt.task.maximize):
+                    best = w
+            if not pair["complete"]:  # the budget ran out inside the pair: it does not count
+                break
+            if racing:
+                pairs.append(pair)
+                step = race_step([x["diff"] for x in pairs], self.race.alpha, self.race.max_pairs, seed=candidate.seed)
+            else:
+                confirm.append(pair)
+        lin = start if best is None or best.final is None else best.final.lineage
+        lin = replace(lin, index=start.index + used * n)
+        counts = sum_hook_counts([w.hook_counts for w in cand_windows])
+        calls = {h: counts.get(f"{mech.name}\t{h}", {}).get("calls", 0) for h in mech.hooks}
+        effects = {h: counts.get(f"{mech.name}\t{h}", {}).get("changed", 0) for h in mech.hooks}
+        errors = sum(counts.get(f"{mech.name}\t{h}", {}).get("errors", 0) for h in mech.hooks)
+        spent = sum(x["cand_trials"] + x["ctrl_trials"] for x in pairs + confirm)
+        info = {"pairs": pairs, "confirm": confirm, "race": {"decision": step.decision, "p": step.p, "pairs": len(pairs)},
+                "confirmed": bool(confirm) and len(confirm) == self.race.confirm
+                and statistics.fmean(x["diff"] for x in confirm) > 0,
+                "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry,
+                "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": used * n,
+                "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in pairs + confirm)}
         diffs = [x["diff"] for x in pairs]
-        windows = [w for pair in results for w in pair]
-        best = min((w for w in windows if w.best_metric is not None), default=None,
-                   key=lambda w: -w.best_metric if self.rt.task.maximize else w.best_metric)
-        info = {"pairs": pairs, "hook_calls": calls, "hook_errors": errors, "mechanism": mech.name,
-                "best_sha": best.best_sha if best else start.sha, "best_metric": best.best_metric if best else start.metric,
-                "final_cand": results[-1][0].final.to_json() if results[-1][0].final else None,
-                "final_ctrl": results[-1][1].final.to_json() if results[-1][1].final else None,
-                "trials": sum(w.trials for w in windows), "window_trials": self.child_steps,
-                "seconds": sum(w.seconds for w in windows)}
-        expected = self.child_steps
-        if any(w.trials < expected for w in windows) and budget.exhausted:
+        if not pairs and budget.exhausted:
             return Outcome(BUDGET, metric=None, info=info)
         total = sum(calls.values())
-        if any(c == 0 for c in calls.values()) or (total and errors / total > MAX_ERROR_RATE):
-            return Outcome(INACTIVE, metric=statistics.fmean(diffs), info=info)
-        return Outcome(OK, metric=statistics.fmean(diffs), info=info)
+        if sum(effects.values()) == 0 or (total and errors / total > MAX_ERROR_RATE):
+            return Outcome(INACTIVE, metric=statistics.fmean(diffs) if diffs else None, info=info)
+        return Outcome(OK, metric=statistics.fmean(diffs) if diffs else 0.0, info=info)
+
+    def fits_pair(self, lin: Lineage) -> bool:
+        """A pair needs a window's worth of lineage before the window's end and two windows of budget."""
+        n = self.race.child_len
+        return self.room_at(lin) >= n and self.rt.budget.remaining("trials") >= 2 * n
+
+    def room_at(self, lin: Lineage) -> int:
+        """Level-1 trials the window may still move ``lin`` (bounded by the window's end and the run's budget)."""
+        left = self.rt.budget.remaining("trials")
+        if self.end_index is not None:
+            left = min(left, self.end_index - lin.index)
+        return int(max(0, min(left, 10 ** 9)))
 
     # ------------------------------------------------------------- accept
     def accept(self, candidate: Candidate, outcome: Outcome, history: list[Trial]) -> Decision:
+        if outcome.info.get(INCUMBENT):
+            return Decision(False, "incumbent window (no candidate ready to race)", {"status": INCUMBENT})
         if outcome.status != OK:
-            reason = {UNSAFE: "failed the gate", INACTIVE: "inactive: a defined hook was never called or errored",
-                      BUDGET: "budget ran out mid-evaluation"}.get(outcome.status, outcome.status)
+            reason = {UNSAFE: "failed the gate",
+                      INACTIVE: "inactive: " + outcome.info.get("reason", "its hooks changed no decision (or mostly errored)"),
+                      BUDGET: "budget ran out before a complete pair"}.get(outcome.status, outcome.status)
             return Decision(False, reason, {"status": outcome.status})
-        diffs = [p["diff"] for p in outcome.info["pairs"]]
+        info = outcome.info
+        diffs = [p["diff"] for p in info["pairs"]]
         lo, hi = bootstrap_ci(diffs, candidate.seed)
-        mean = statistics.fmean(diffs)
-        gain_diff = statistics.fmean(p["cand_gain"] - p["ctrl_gain"] for p in outcome.info["pairs"])
-        if len(diffs) >= 2:
-            passed = lo > 0
-            why = f"paired bootstrap 95% CI [{lo:.5f}, {hi:.5f}]"
-        else:
-            passed = gain_diff > self.rt.threshold
-            why = f"gain difference {gain_diff:.5f} vs noise threshold {self.rt.threshold:.5f} (one pair)"
+        race = info["race"]
+        passed = race["decision"] == "promote" and info["confirmed"]
+        why = (f"race {race['decision']} after {race['pairs']} pair(s), one-sided p = {race['p']:.3g}, "
+               f"CI [{lo:.5f}, {hi:.5f}]")
+        if race["decision"] == "promote":
+            held = [p["diff"] for p in info["confirm"]]
+            why += (f"; held-out {len(held)} pair(s) mean {statistics.fmean(held):+.5f}" if held else "; no room for held-out pairs")
         keep = passed
         verdict = self.policy.hooks.accept(
-            {"metric": mean, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
-             "default_keep": passed, "maximize": True, "step": int(candidate.id.rsplit("/", 1)[-1])},
+            {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
+             "default_keep": passed, "maximize": True, "step": len(self.history())},
             [t.as_record() for t in history][-50:], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
-        p_value = paired_pvalue(diffs, seed=candidate.seed)  # reported beside the CI; 1.0 with a single pair
-        return Decision(keep, ("promote: " if keep else "reject: ") + why + f"; paired p = {p_value:.3g}",
-                        {"ci": [lo, hi], "p": p_value, "status": "promoted" if keep else "rejected"})
+        status = ("promoted" if self.top else "confirmed") if keep else "rejected"
+        return Decision(keep, ("promote: " if keep else "reject: ") + why,
+                        {"ci": [lo, hi], "p": race["p"], "status": status})
 
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:
         c, o, d = trial.candidate, trial.outcome, trial.decision
         rt = self.rt
-        store = rt.store
-        status = d.info.get("status", o.status if o.status in (UNSAFE, INACTIVE) else "rejected")
+        lin = Lineage.from_json(o.info["lineage"]) if o.info.get("lineage") else self.lineage
+        active = self.state.start.active
+        if not c.payload.get(INCUMBENT):
+            self._store_verdict(trial)
+            if d.keep:
+                mech, _, _ = self.arms(c.payload)
+                k = self.level
+                active = {**active, k - 1: without_slug(active.get(k - 1, []), c.payload["slug"])
+                          + [replace(mech, candidate=False)]}
+        self.state.start = WindowStart(lin.extend(self.level, [c.id]), active)
+        return None
+
+    def _store_verdict(self, trial: Trial) -> None:
+        c, o, d = trial.candidate, trial.outcome, trial.decision
+        store = self.rt.store
+        info = store.info(c.payload["branch"])
+        status = d.info.get("status", o.status if o.status in FREE else "rejected")
+        pairs = o.info.get("pairs", [])
         trailers = {"Score": None if o.metric is None else f"{o.metric:.6g}",
                     "CI": json.dumps([round(x, 6) for x in d.info["ci"]]) if d.info.get("ci") else None,
                     "P-Value": None if d.info.get("p") is None else f"{d.info['p']:.4g}",
                     "Hook-Calls": ", ".join(f"{h}={n}" for h, n in o.info.get("hook_calls", {}).items()) or None,
+                    "Hook-Effects": ", ".join(f"{h}={n}" for h, n in o.info.get("hook_effects", {}).items()) or None,
+                    "Pairs": str(len(pairs)) if pairs else None,
+                    "Trials": str(o.info.get("trials", 0)),
                     "Trial": c.id}
-        info = store.info(c.payload["branch"])
-        if d.keep:
-            if info.status != "promoted":
-                store.promote(info.branch, **trailers)
-        elif info.status != status:
+        if info.status in KEEP_STATUSES:
+            return  # a re-proposal never demotes what a run (or a user) promoted
+        if d.keep and self.top:
+            store.promote(info.branch, **trailers)
+        elif info.status != status or info.trailers.get("Trial") != c.id:
             store.update(info.branch, status, **trailers)
-        if o.info.get("best_metric") is not None and (self.state.best_metric is None or (
-                o.info["best_metric"] > self.state.best_metric if rt.task.maximize else o.info["best_metric"] < self.state.best_metric)):
-            self.state.best_metric, self.state.best_sha = o.info["best_metric"], o.info["best_sha"]
-        final = o.info.get("final_cand" if d.keep else "final_ctrl")
-        if final:
-            nxt = WindowStart.from_json(final, rt.mechanism_source)
-            self.state.start = WindowStart(self.state.best_sha, self.state.best_metric, nxt.active)
-        return None
+
+
+def _rank(window: WindowResult, maximize: bool) -> tuple[float, float]:
+    """Which arm the lineage continues from: the better kept best, then the better observed trial."""
+    sign = 1.0 if maximize else -1.0
+    kept = window.best_metric if window.best_metric is not None else (-sign * float("inf"))
+    return (sign * kept, window.gain(maximize))
 
 
 def _per_second(window: WindowResult, maximize: bool) -> float:
@@ -255,35 +413,35 @@ def _per_second(window: WindowResult, maximize: bool) -> float:
     return window.gain(maximize) / window.seconds if window.seconds > 0 else 0.0
 
 
+@dataclass
 class LevelK:
     """Level k >= 2 as a window runner, over ``child`` (level k-1)."""
 
-    def __init__(self, rt: Runtime, level: int, child: WindowRunner, child_steps: int, pairs: int,
-                 extra: list[ExtraProposer] | None = None):
-        self.rt = rt
-        self.level = level
-        self.child = child
-        self.child_steps = child_steps
-        self.pairs = pairs
-        self.extra = extra or []
+    rt: Runtime
+    level: int
+    child: WindowRunner
+    race: RaceSettings
+    top: bool = False
+    extra: list[ExtraProposer] = field(default_factory=list)
 
-    def run_window(self, scope: str, start: WindowStart, steps: int, seed_scope: str | None = None, **_: Any) -> WindowResult:
+    def run_window(self, scope: str, start: WindowStart, steps: int | None = None, **_: Any) -> WindowResult:
+        """Move ``start``'s lineage forward by ``steps`` level-1 trials (None: until the run's budget ends)."""
         rt, k = self.rt, self.level
         policy = make_policy(rt, k, start.active.get(k, []))
-        state = OuterState(WindowStart(start.sha, start.metric, {lv: list(ms) for lv, ms in start.active.items() if lv < k}))
-        loop = OuterLoop(rt, k, self.child, state, policy, self.child_steps, self.pairs, self.extra)
+        state = OuterState(WindowStart(start.lineage, {lv: list(ms) for lv, ms in start.active.items() if lv < k}))
+        end = None if steps is None else start.lineage.index + steps
+        loop = OuterLoop(rt, k, self.child, state, policy, self.race, end, self.top, self.extra)
         try:
-            history = drive(loop, rt.trace, rt.run_id, scope, steps, rt.budget, on_trial=rt.on_trial, seed_scope=seed_scope, run_seed=rt.seed)
+            history = drive(loop, rt.trace, rt.run_id, scope, 10 ** 9, rt.budget, on_trial=rt.on_trial,
+                            run_seed=rt.seed, stop=lambda: end is not None and state.start.lineage.index >= end)
         finally:
             close_policy(policy)
-        counts = rt.trace.scope_hook_calls(scope)
-        for mech in start.active.get(k, []):
-            for hook in mech.hooks:
-                counts.setdefault((mech.name, hook), {"calls": 0, "errors": 0, "seconds": 0.0, "last_error": None})
-        rt.trace.add_hook_calls(rt.run_id, scope, k, counts)
-        final_active = {**state.start.active, k: start.active.get(k, [])}
-        trials = sum(int(t.outcome.info.get("trials", 0)) for t in history)
-        return WindowResult(scope, start.metric, state.best_metric, state.best_sha, trials=trials,
+        rt.remember(history)
+        lin = state.start.lineage
+        return WindowResult(scope, start.lineage.best, lin.best, lin.best_sha,
+                            trials=sum(int(t.outcome.info.get("trials", 0)) for t in history),
                             seconds=sum(float(t.outcome.info.get("seconds", 0.0)) for t in history),
-                            hook_counts=hook_counts_json(counts),
-                            final=WindowStart(state.best_sha, state.best_metric, final_active))
+                            hook_counts=window_hook_counts(rt, scope, k, start.active.get(k, [])),
+                            final=WindowStart(lin, {**state.start.active, k: start.active.get(k, [])}),
+                            steps=lin.index - start.lineage.index,
+                            observed=observed_best(rt, start.lineage, lin, rt.task.maximize))

@@ -45,14 +45,16 @@ class Progress:
             if better and (level > 1 or d.keep):
                 self.best[level] = o.metric
         best = self.best.get(level)
-        self.bars.update(self.tasks[level], advance=1, best="" if best is None else f"best {best:.4f}")
+        step = int(o.cost.get("trials", 1)) if level == 1 else 1  # a reused trial costs nothing
+        self.bars.update(self.tasks[level], advance=step, best="" if best is None else f"best {best:.4f}")
         metric = "-" if o.metric is None else f"{o.metric:.4f}"
-        tag = "replayed " if replayed else ""
+        tag = "replayed " if replayed else ("reused " if o.info.get("memo_of") else "")
         what = "baseline" if c.payload.get("baseline") else c.kind
         verdict = "keep" if d.keep else (o.status if not o.ok else ("ok" if c.payload.get("baseline") else "discard"))
         indent = "  " * (self.top - level) if hasattr(self, "top") else ""
         if level > 1:
-            what = f"{c.payload.get('mechanism', c.kind)}"
-            verdict = "promote" if d.keep else o.status if o.status != "ok" else "reject"
+            what = "incumbent window" if c.payload.get("incumbent") else f"{c.payload.get('mechanism', c.kind)}"
+            verdict = ("promote" if d.keep else o.status if o.status != "ok" else
+                       "-" if c.payload.get("incumbent") else "reject")
         self.console.print(f"{indent}{tag}L{level} {c.id.rsplit('/', 1)[-1]:>2} {what[:40]:<40} {metric:>9} {verdict:<8} "
                            f"{o.cost.get('seconds', 0):4.1f}s", highlight=False)

@@ -18,7 +18,7 @@ from recur.core.task import Task, load_task
 from recur.core.trace import TraceStore
 from recur.levels.gitrepo import TaskRepo
 from recur.levels.runtime import Runtime
-from recur.levels.window import Level1, WindowResult, WindowStart
+from recur.levels.window import Level1, Lineage, WindowResult, WindowStart
 from recur.core.workspace import Workspace, default_cache_dir
 
 
@@ -34,31 +34,35 @@ class RunOptions:
     model: str = "offline"
     api_base: str | None = None
     level_models: dict[str, str] = field(default_factory=dict)
-    max_trials: int | None = None  # None: 20 at level 1, two top-level candidates above
+    max_trials: int | None = None  # None: 20 at level 1, 50 with outer levels (baselines included)
     trial_seconds: float | None = None
     max_seconds: float | None = None
     max_tokens: float | None = None
     max_usd: float | None = None
     seed: int = 0
     workers: int = 1
-    baseline_repeats: int = 2
+    baseline_repeats: int = 3  # at least 3: the keep threshold is 2 sigma of these
     min_delta: float = 0.0
     data: str | None = None
-    window: int = 4
-    meta_window: int = 2
-    pairs: int = 1
+    window: int = 3  # level-1 trials per window
+    meta_window: int = 4  # a level-k window is window * meta_window**(k-1) level-1 trials
+    max_pairs: int = 8  # a race adds candidate/incumbent window pairs up to this many
+    alpha: float = 0.05  # the race's false promotion rate
+    confirm_pairs: int = 2  # held-out pairs that confirm a race's winner
+    proposals: int = 3  # proposals per step at every level, so filter and select have something to decide
     llm_timeout: float = 120.0  # seconds per model request; a slower reply is retried like a transport error
     apply: list[str] = field(default_factory=list)  # built-in mechanisms active from the start: NAME[@LEVEL]
 
-    def plan(self) -> tuple[int, int, str]:
-        """(top-level steps, total level-1 trials, printable plan); PlanError if it cannot fit."""
+    def plan(self) -> tuple[int, str]:
+        """(level-1 trials of the whole run, printable plan); PlanError if it cannot fit."""
         from recur.levels.stack import plan
 
-        return plan(self.levels, self.max_trials, self.baseline_repeats, self.window, self.meta_window, self.pairs)
+        return plan(self.levels, self.max_trials, self.baseline_repeats, self.window, self.meta_window,
+                    self.max_pairs, self.alpha)
 
     def budget(self) -> Budget:
         inf = math.inf
-        return Budget(trials=self.plan()[1], seconds=self.max_seconds or inf, tokens=self.max_tokens or inf,
+        return Budget(trials=self.plan()[0], seconds=self.max_seconds or inf, tokens=self.max_tokens or inf,
                       usd=self.max_usd or inf)
 
 
@@ -120,7 +124,7 @@ class Run:
                 from recur.levels.stack import PlanError
 
                 try:
-                    opts.max_trials = opts.plan()[1]
+                    opts.max_trials = opts.plan()[0]
                 except PlanError as exc:
                     raise RunError(str(exc)) from None
                 task_for(opts)  # fail fast on an unknown task or preset
@@ -164,7 +168,7 @@ class Run:
         budget = opts.budget()
         done = [t for t in self.trace.trials(self.run_id, level=1) if t["status"] != "running"]
         calls = self.trace.llm_calls(self.run_id)
-        budget.used.update(trials=float(len(done)), seconds=sum(t["seconds"] or 0.0 for t in done),
+        budget.used.update(trials=float(sum((t["outcome"] or {}).get("cost", {}).get("trials", 1) for t in done)), seconds=sum(t["seconds"] or 0.0 for t in done),
                            tokens=float(sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls)),
                            usd=sum(c["cost_usd"] or 0.0 for c in calls))
         self.config = stored["config"]
@@ -173,7 +177,8 @@ class Run:
             pool=WorkerPool(opts.workers), budget=budget, run_dir=run_dir, pins=self.config["pins"],
             trial_seconds=opts.trial_seconds, min_delta=opts.min_delta,
             settings={"workers": opts.workers, "window": opts.window, "meta_window": opts.meta_window,
-                      "pairs": opts.pairs, "levels": opts.levels},
+                      "max_pairs": opts.max_pairs, "alpha": opts.alpha, "proposals": opts.proposals,
+                      "levels": opts.levels},
             on_trial=self.on_trial,
         )
         from recur.levels.backends import backend_factory, invoker_factory
@@ -191,7 +196,7 @@ class Run:
         """Repeat the unmodified files with different seeds: the start metric and the noise threshold."""
         scope = f"{self.run_id}/baseline"
         start = self.config["initial_commit"]
-        result = Level1(rt).run_window(scope, WindowStart(start, None), steps=self.opts.baseline_repeats,
+        result = Level1(rt).run_window(scope, WindowStart(Lineage(start, None, start)), steps=self.opts.baseline_repeats,
                                        branch=rt.main_branch, baseline_steps=self.opts.baseline_repeats)
         metrics = [r.outcome.metric for r in self.trace.scope_rows(scope) if r.finished and r.outcome.ok]
         sigma = noise_sigma(metrics)
@@ -208,16 +213,16 @@ class Run:
         rt = self.rt = self.setup()
         try:
             base = self.baseline(rt)
-            steps, _, _ = self.opts.plan()
-            remaining = steps
+            assert base.final is not None
+            total, _ = self.opts.plan()
             if self.opts.levels == 1:
                 active = {1: rt.store_active(1)} if rt.store is not None else {}
-                result = Level1(rt).run_window(f"{self.run_id}/L1", WindowStart(base.best_sha, base.best_metric, active),
-                                               steps=remaining, branch=rt.main_branch)
+                result = Level1(rt).run_window(f"{self.run_id}/L1", WindowStart(base.final.lineage, active),
+                                               steps=total - self.opts.baseline_repeats, branch=rt.main_branch)
             else:
                 from recur.levels.stack import run_stack
 
-                result = run_stack(rt, self.opts, base, steps)
+                result = run_stack(rt, self.opts, base)
             stopped_by = rt.budget.exhausted_by()
             status = "finished" if stopped_by in (None, "trials") else "budget"
             self.trace.finish_run(self.run_id, status)

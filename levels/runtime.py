@@ -33,6 +33,23 @@ class Runtime:
     on_trial: Callable[..., None] | None = None
     store: Any = None  # MechanismStore, opened for every run so level-1 runs use promoted mechanisms too
     source_cache: dict[str, str] = field(default_factory=dict)
+    trial_cache: dict[str, Any] = field(default_factory=dict)  # trial id -> Trial, for lineage histories
+
+    def remember(self, trials: list) -> None:
+        for t in trials:
+            self.trial_cache[t.candidate.id] = t
+
+    def trials_of(self, ids) -> list:
+        """The finished trials named by a lineage's trail, in order (from memory, else from the trace)."""
+        out = []
+        for tid in ids:
+            if tid not in self.trial_cache:
+                row = self.trace.trial_row(tid)
+                if row is None or not row.finished:
+                    continue
+                self.trial_cache[tid] = row.trial()
+            out.append(self.trial_cache[tid])
+        return out
 
     def store_active(self, level: int) -> list:
         """The mechanisms active at ``level`` on the store's main, named by their branch (``slug-hash``)."""

@@ -89,16 +89,16 @@ def register(app: typer.Typer) -> None:
     @_guard
     def list_(level: Optional[int] = typer.Option(None, "--level"), status: Optional[str] = typer.Option(None, "--status"),
               workdir: Optional[Path] = WORKDIR) -> None:
-        """Mechanism branches: name, level, status, score, hook calls, parent."""
+        """Mechanism branches: name, level, status, score, hook calls, changed decisions, parent."""
         from rich.table import Table
 
         from recur.core.cli import console
 
         store = _store(workdir)
         rows = [(m.name, str(m.level), m.status, m.trailers.get("Score", "-"), m.trailers.get("Hook-Calls", "-"),
-                 (m.parent or "-").split("/", 2)[-1]) for m in store.list(level, status)]
+                 m.trailers.get("Hook-Effects", "-"), (m.parent or "-").split("/", 2)[-1]) for m in store.list(level, status)]
         _report_health(store)
-        header = ("name", "level", "status", "score", "hook calls", "parent")
+        header = ("name", "level", "status", "score", "hook calls", "changed", "parent")
         if len(rows) > 200:  # a rich table of thousands of rows takes seconds: print aligned plain text instead
             widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
             lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -167,3 +167,52 @@ def register(app: typer.Typer) -> None:
         store.promote(info.branch, status="applied")
         _report_health(store)
         typer.echo(f"{info.branch} is active at level {level}")
+
+    @mech.command("eval")
+    @_guard
+    def eval_(
+        target: str = typer.Argument(..., help="A mechanism module file, or a store branch/name."),
+        level: int = typer.Option(1, "--level", min=1, help="The level whose search the mechanism changes."),
+        task: str = typer.Option("synthetic", "--task", help="Task to judge it on."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="Task preset."),
+        model: str = typer.Option("scripted", "--model", help="Policy of the levels below (scripted, offline, or a litellm model)."),
+        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most window pairs the race adds."),
+        alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
+        window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window."),
+        seed: int = typer.Option(0, "--seed", help="Run seed."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        workdir: Optional[Path] = WORKDIR,
+    ) -> None:
+        """Judge a mechanism as the outer level would: gate, dry run, race on paired windows, held-out pairs."""
+        import json
+
+        from recur.core.cli import UserError, console
+        from recur.core.task import TaskError
+        from recur.levels.mech_eval import evaluate_mechanism
+        from recur.levels.run import RunError, RunOptions
+
+        opts = RunOptions(task=task, preset=preset, model=model, max_pairs=max_pairs, alpha=alpha, window=window, seed=seed)
+        try:
+            result = evaluate_mechanism(target, level, opts, workdir)
+        except (RunError, TaskError) as exc:
+            raise UserError(str(exc)) from None
+        keys = ("verdict", "pairs", "trials", "mean_diff", "ci", "p", "calls", "effects")
+        if as_json:
+            typer.echo(json.dumps({k: result.get(k) for k in keys} | {"reason": result.get("reason", result.get("gate"))}))
+        else:
+            out = console()
+            out.print(f"verdict: {result['verdict']}", highlight=False)
+            if result["verdict"] == "unsafe":
+                out.print(result["gate"], highlight=False, markup=False)
+            else:
+                ci = result["ci"] or [float("nan")] * 2
+                mean = "-" if result["mean_diff"] is None else f"{result['mean_diff']:+.5f}"
+                p = "-" if result["p"] is None else f"{result['p']:.3g}"
+                out.print(f"{result['reason']}\npairs {result['pairs']}, level-1 trials spent {result['trials']} "
+                          f"(+{result['setup_trials']} baseline and warm-up), mean paired difference per trial {mean} "
+                          f"95% CI [{ci[0]:.5f}, {ci[1]:.5f}], p {p}", highlight=False, markup=False)
+                for hook in result["calls"]:
+                    out.print(f"  {hook}: {result['calls'][hook]} calls, {result['effects'].get(hook, 0)} changed decisions",
+                              highlight=False)
+        if result["verdict"] == "unsafe":
+            raise UserError(f"{target} failed the gate")
