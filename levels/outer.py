@@ -243,16 +243,24 @@ class OuterLoop(Loop):
                 invoker.close()
         return {"decisions": len(decisions), "changed": changed}
 
-    def _pair(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict) -> tuple[dict[str, Any], WindowResult, WindowResult]:
+    def _pair(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict,
+              mech: ActiveMechanism) -> tuple[dict[str, Any], WindowResult, WindowResult]:
+        """One candidate window and one incumbent window from ``lin`` on the same seeds. When the candidate changed
+        no decision in its window, the incumbent window would repeat it trial for trial: it is not run, and
+        the pair is a tie."""
         n = self.race.child_len
         cand = self.child.run_window(f"{cid}/{tag}/cand", WindowStart(lin, with_mech), n)
-        ctrl = self.child.run_window(f"{cid}/{tag}/ctrl", WindowStart(lin, base), n)
+        changed = sum(v.get("changed", 0) for key, v in cand.hook_counts.items() if key.split("\t", 1)[0] == mech.name)
+        ctrl = self.child.run_window(f"{cid}/{tag}/ctrl", WindowStart(lin, base), n) if changed else cand
         maximize = self.rt.task.maximize
         pair = {"cand_gain": cand.gain(maximize), "ctrl_gain": ctrl.gain(maximize),
                 "diff": (cand.gain(maximize) - ctrl.gain(maximize)) / n,
                 "diff_per_second": _per_second(cand, maximize) - _per_second(ctrl, maximize),  # the GPU-hour view
                 "cand_trials": cand.trials, "ctrl_trials": ctrl.trials, "steps": min(cand.steps, ctrl.steps),
-                "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds, "complete": cand.steps == ctrl.steps == n}
+                "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds if changed else 0.0,
+                "complete": cand.steps == ctrl.steps == n, "identical": not changed}
+        if not changed:
+            pair["ctrl_trials"] = 0
         return pair, cand, ctrl
 
     def evaluate(self, candidate: Candidate, budget: Budget) -> Outcome:
@@ -287,7 +295,7 @@ class OuterLoop(Loop):
             if not racing and (step.decision != "promote" or len(confirm) >= self.race.confirm):
                 break
             lin = replace(start, index=start.index + used * n)
-            pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base)
+            pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base, mech)
             used += 1
             cand_windows.append(cand)
             for w in (ctrl, cand):  # ties: the incumbent arm

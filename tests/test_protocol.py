@@ -150,8 +150,8 @@ def test_levels_3_synthetic_run_has_no_repeated_control_window_and_effects_behin
     assert pairs, "level 2 raced at least one candidate"
     for p in pairs:
         cand, ctrl = by_scope[p + "/cand"], by_scope.get(p + "/ctrl", [])
-        same = [(a["candidate"]["payload"].get("params"), a["metric"]) for a in cand] == \
-               [(b["candidate"]["payload"].get("params"), b["metric"]) for b in ctrl]
+        same = [(a["candidate"]["payload"].get("params"), a["metric"], a["kept"]) for a in cand] == \
+               [(b["candidate"]["payload"].get("params"), b["metric"], b["kept"]) for b in ctrl]
         assert not same, f"{p}: the candidate window repeated its control window trial for trial"
     from recur.mechanism_store.store import MechanismStore
 
