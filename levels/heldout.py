@@ -90,3 +90,15 @@ def describe(result: dict[str, Any], where: str) -> str:
     score = result["score"]
     text = "-" if score is None else f"{score:+.6g}"
     return f"{text} per trial over {len(result['pairs'])} pair(s) {where} ({result['status']})"
+
+
+def replicate_races(rt: Runtime, opts: Any, branch: str, start: WindowStart, n: int, tag: str = "replicate") -> list[dict[str, Any]]:
+    """Race ``branch`` ``n`` times from the same point, each race on its own block of fresh trial indices:
+    how the gate's null promotion rate and power are measured (tests/test_protocol.py, bench/bench_gate.py)."""
+    lin = start.lineage
+    out = []
+    for i in range(n):
+        fresh = WindowStart(Lineage(lin.head, lin.best, lin.best_sha, HELDOUT_INDEX + 100_000 * (i + 1), lin.trail),
+                            start.active)
+        out.append(heldout_evaluate(rt, opts, branch, fresh, f"{rt.run_id}/{tag}/{i}"))
+    return out

