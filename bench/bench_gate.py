@@ -11,28 +11,25 @@ Synthetic task, scripted policy. Prints one line per figure.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from recur.levels.heldout import replicate_races
+from recur.levels.heldout import measure_races
 from recur.levels.mech_eval import evaluate_mechanism
-from recur.levels.run import Run, RunOptions
-from recur.levels.window import Level1, WindowStart
+from recur.levels.run import RunOptions
 
 MECHS = Path(__file__).resolve().parent.parent / "tests" / "mechanisms"
 
 
-def null_rate(n: int) -> tuple[float, list[dict]]:
-    opts = RunOptions(model="scripted", task="synthetic", levels=2, window=1, max_pairs=8, seed=7)
-    with tempfile.TemporaryDirectory() as d, Run(Path(d), opts, resume=False) as run:
-        rt = run.rt = run.setup()
-        base = run.baseline(rt)
-        warm = Level1(rt).run_window(f"{rt.run_id}/warm", WindowStart(base.final.lineage, {}), 6)
-        info = rt.store.add_candidate(1, "random_select", (MECHS / "null" / "random_select.py").read_text())
-        results = replicate_races(rt, opts, info.branch, warm.final, n, "null")
+def null_rate(n: int, workers: int) -> tuple[float, list[dict]]:
+    source = (MECHS / "null" / "random_select.py").read_text()
+    parts = [n // workers + (i < n % workers) for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = [r for part in pool.map(measure_races, [source] * workers, parts, range(7, 7 + workers)) for r in part]
     return sum(r["verdict"] == "promoted" for r in results) / n, results
 
 
@@ -52,7 +49,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     t = time.monotonic()
-    rate, races = null_rate(a.null)
+    rate, races = null_rate(a.null, a.workers)
     print(f"null promotion rate (random select, {a.null} races, alpha 0.05): {rate:.3f}; "
           f"races that changed decisions {sum(sum(r['hook_effects'].values()) > 0 for r in races)}/{a.null}; "
           f"mean trials per race {statistics.fmean(r['trials'] for r in races):.1f}; {time.monotonic() - t:.0f} s")

@@ -102,3 +102,24 @@ def replicate_races(rt: Runtime, opts: Any, branch: str, start: WindowStart, n: 
                             start.active)
         out.append(heldout_evaluate(rt, opts, branch, fresh, f"{rt.run_id}/{tag}/{i}"))
     return out
+
+
+def measure_races(source: str, n: int, seed: int, window: int = 1, max_pairs: int = 8, alpha: float = 0.05) -> list[dict[str, Any]]:
+    """``n`` races of the level-1 mechanism ``source`` on the synthetic task from one start (baseline and one
+    window, in a temporary workspace): the measured promotion rate of the gate for that mechanism."""
+    import tempfile
+    from pathlib import Path
+
+    from recur.levels.run import Run, RunOptions
+    from recur.levels.window import Level1
+
+    opts = RunOptions(model="scripted", task="synthetic", levels=2, window=window, max_pairs=max_pairs, alpha=alpha,
+                      seed=seed)
+    with tempfile.TemporaryDirectory() as d, Run(Path(d), opts, resume=False) as run:
+        rt = run.rt = run.setup()
+        base = run.baseline(rt)
+        assert base.final is not None
+        warm = Level1(rt).run_window(f"{rt.run_id}/warm", WindowStart(base.final.lineage, {}), 6)
+        assert warm.final is not None
+        info = rt.store.add_candidate(1, "measured", source)
+        return replicate_races(rt, opts, info.branch, warm.final, n, "measure")

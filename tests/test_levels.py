@@ -36,13 +36,13 @@ def test_levels_3_run_leaves_lineage_and_a_port(workdir, seed: int) -> None:
 
 
 def test_levels_4_run_by_the_same_code(workdir) -> None:
-    opts = RunOptions(model="scripted", levels=4, task="synthetic", window=1, meta_window=2, max_trials=3 + 40, seed=1)
+    opts = RunOptions(model="scripted", levels=4, task="synthetic", window=1, meta_window=2, max_trials=3 + 20, seed=1)
     with Run(workdir, opts, resume=False) as run:
         summary = run.execute()
     trace = TraceStore(workdir / ".recur" / "trace.db")
     levels = {t["level"] for t in trace.trials(summary["run_id"])}
     assert levels == {1, 2, 3, 4}
-    assert summary["trials"] == 43
+    assert summary["trials"] == 23
 
 
 def test_plan_sizes_windows_and_refuses_what_cannot_fit() -> None:

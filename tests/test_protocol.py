@@ -3,14 +3,15 @@ subprocess trials. Rates (null promotions, power) are measured over many seeds, 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
 from recur.core.trace import TraceStore
-from recur.levels.heldout import replicate_races
+from recur.levels.heldout import measure_races
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.run import Run, RunOptions
 from recur.levels.window import Level1, WindowStart
@@ -86,20 +87,17 @@ def test_a_level_2_that_never_changes_a_decision_is_level_1_alone(tmp_path: Path
     assert d_best == a_best  # the same files kept
 
 
-def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha(workdir: Path) -> None:
+def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
     """100 seeded races of a select that picks at random among K exchangeable proposals (the default takes the
-    first): it changes decisions, has no systematic effect, and must be promoted in < alpha + 0.03 of them."""
-    opts = RunOptions(model="scripted", task="synthetic", levels=2, window=1, max_pairs=8, seed=7)
-    with Run(workdir, opts, resume=False) as run:
-        rt = run.rt = run.setup()
-        base = run.baseline(rt)
-        warm = Level1(rt).run_window(f"{rt.run_id}/warm", WindowStart(base.final.lineage, {}), 6)
-        info = rt.store.add_candidate(1, "random_select", (MECHS / "null" / "random_select.py").read_text())
-        results = replicate_races(rt, opts, info.branch, warm.final, 100, "null")
+    first): it changes decisions, has no systematic effect, and must be promoted in < alpha + 0.03 of them.
+    Two processes of 50 races, each from its own start (seeds 7 and 8)."""
+    source = (MECHS / "null" / "random_select.py").read_text()
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = [r for part in pool.map(measure_races, [source] * 2, [50, 50], [7, 8]) for r in part]
     promoted = sum(r["verdict"] == "promoted" for r in results)
-    changed = sum(sum(r["hook_effects"].values()) > 0 for r in results if r["status"] != "inactive")
+    changed = sum(sum(r["hook_effects"].values()) > 0 for r in results)
     assert changed >= 90, "the null mechanism must really change decisions, or this test measures nothing"
-    assert promoted / len(results) < opts.alpha + 0.03, f"null promotion rate {promoted}/100"
+    assert promoted / len(results) < 0.05 + 0.03, f"null promotion rate {promoted}/100"
 
 
 def test_the_planted_helpful_choice_sweep_is_promoted_on_most_seeds(tmp_path: Path) -> None:
