@@ -468,3 +468,16 @@ def test_freeze_guidance_keeps_parameters_free_and_unfreezes_rested_ones():
     # a user-pinned parameter (never edited in the history) stays frozen
     out = freeze.guide(context(space=space, history=history[1:], frozen=["a"], incumbent={}))
     assert out["frozen"] == ["a"]
+
+
+def test_freeze_guidance_never_freezes_the_whole_space():
+    """Regression: with a, b already frozen and c also fruitless, the old module returned [a, b, c] (every
+    parameter), which the hook runner refuses; an all-frozen incoming context must also come back with one free."""
+    freeze = mech("freeze_guidance")
+    space = {"a": SPACE["lr"], "b": SPACE["depth"], "c": SPACE["dropout"]}
+    history = [rec(3 * r + j, {name: 0.01 + r * 1e-3}) for r in range(3) for j, name in enumerate("abc")]
+    out = freeze.guide(context(space=space, history=history, frozen=["a", "b"], incumbent={}))
+    assert set(out["frozen"]) < set(space) and len(set(out["frozen"])) == len(out["frozen"])
+    one = {"a": SPACE["lr"]}
+    out = freeze.guide(context(space=one, history=[], frozen=["a"], incumbent={}))
+    assert out["frozen"] == []
