@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from recur.core.trace import TraceStore
+from recur.core.trace import TraceStore, charged_trials
 
 
 def _best(values: list[float], maximize: bool) -> float | None:
@@ -58,26 +58,20 @@ def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
         b = Table(title="budget")
         for col in ("unit", "limit", "used"):
             b.add_column(col)
-        used = {"trials": sum((t["outcome"] or {}).get("cost", {}).get("trials", 1)
-                              for t in trace.trials(run["id"], level=1) if t["status"] != "running"),
+        used = {"trials": charged_trials(trace.trials(run["id"], level=1)),
                 "seconds": sum(t["seconds"] or 0.0 for t in trace.trials(run["id"], level=1)),
                 "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in trace.llm_calls(run["id"])),
                 "usd": sum(c["cost_usd"] or 0.0 for c in trace.llm_calls(run["id"]))}
         for unit, limit in budget.items():
             b.add_row(unit, "-" if limit is None else str(limit), f"{used.get(unit, 0):.4g}")
         tables.append(b)
-    hooks: dict[tuple[str, str], list[int]] = {}
-    for h in trace.hook_calls(run["id"]):
-        agg = hooks.setdefault((h["mechanism"], h["hook"]), [0, 0, 0])
-        agg[0] += h["calls"]
-        agg[1] += h["changed"]
-        agg[2] += h["errors"]
+    hooks = trace.hook_totals(run["id"])
     if hooks:
         ht = Table(title="hook calls (summed over every window of the run)")
         for col in ("mechanism", "hook", "calls", "changed decisions", "errors"):
             ht.add_column(col)
-        for (m, h), (c, ch, e) in sorted(hooks.items()):
-            ht.add_row(m, h, str(c), str(ch), str(e))
+        for (m, h), v in sorted(hooks.items()):
+            ht.add_row(m, h, str(v["calls"]), str(v["changed"]), str(v["errors"]))
         tables.append(ht)
     return tables
 

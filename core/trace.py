@@ -66,6 +66,11 @@ def add_counts(total: dict[str, Any], v: dict[str, Any]) -> None:
     total["last_error"] = v.get("last_error") or total.get("last_error")
 
 
+def charged_trials(rows: list[dict[str, Any]]) -> int:
+    """Level-1 trials the finished rows (from ``TraceStore.trials``) charged: a reused trial costs 0."""
+    return int(sum((r["outcome"] or {}).get("cost", {}).get("trials", 1) for r in rows if r["status"] != RUNNING))
+
+
 def _merge_hooks(existing: str | None, delta: dict | None) -> str:
     """Add hook-call counts ``{(mechanism, hook): {calls, errors, seconds, last_error}}`` to a stored JSON blob."""
     merged: dict[str, dict[str, Any]] = json.loads(existing or "{}")
@@ -316,6 +321,13 @@ class TraceStore:
             q += " AND (scope=? OR scope LIKE ?)"
             args += [scope_prefix, scope_prefix + "/%"]
         return [dict(zip(cols, r)) for r in self._conn.execute(q + " ORDER BY rowid", args).fetchall()]
+
+    def hook_totals(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Calls, changed decisions and errors per (mechanism, hook), summed over every window of a run."""
+        total: dict[tuple[str, str], dict[str, Any]] = {}
+        for h in self.hook_calls(run_id):
+            add_counts(total.setdefault((h["mechanism"], h["hook"]), empty_counts()), h)
+        return total
 
     # --------------------------------------------------------------- events
     def event(self, run_id: str | None, kind: str, message: str, level: int | None = None, data: Any = None) -> None:

@@ -119,6 +119,7 @@ def open_run(ws: Path, opts: Any) -> Any:
 
 def run_job(spec_path: Path) -> dict[str, Any]:
     """Run one (group, repeat): the level stack, then held-out (and transfer) checks of what it promoted."""
+    from recur.core.trace import charged_trials
     from recur.levels.heldout import describe, heldout_evaluate, heldout_lineage, promoted_branches
     from recur.levels.window import WindowStart
 
@@ -143,21 +144,17 @@ def run_job(spec_path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {
             "group": job["group"], "repeat": job["repeat"], "workspace": str(ws), "run_id": run_id,
             "start_metric": start_metric, "best_metric": best[0], "best_commit": best[1] or run.config["initial_commit"],
-            "trials": int(sum((t["outcome"] or {}).get("cost", {}).get("trials", 1) for t in trials)), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
+            "trials": charged_trials(trials), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
             "usd": sum(c["cost_usd"] or 0.0 for c in calls), "status": summary["status"] if summary else status,
             "promoted": [],
         }
         result["delta"] = None if best[0] is None or start_metric is None else best[0] - start_metric
-        hook_calls: dict[tuple[str, str], list[int]] = {}
-        for h in run.trace.hook_calls(run_id):  # summed over every window of the run, not just the last
-            row = hook_calls.setdefault((h["mechanism"], h["hook"]), [0, 0])
-            row[0] += h["calls"]
-            row[1] += h["changed"]
+        hook_calls = run.trace.hook_totals(run_id)  # summed over every window of the run, not just the last
         for branch in promoted_branches(rt):
             m = rt.store.info(branch)
             entry = {"name": m.name, "level": m.level, "score": m.score,
-                     "hook_calls": {hook: n[0] for (mech, hook), n in hook_calls.items() if mech == m.name},
-                     "hook_effects": {hook: n[1] for (mech, hook), n in hook_calls.items() if mech == m.name}}
+                     "hook_calls": {hook: n["calls"] for (mech, hook), n in hook_calls.items() if mech == m.name},
+                     "hook_effects": {hook: n["changed"] for (mech, hook), n in hook_calls.items() if mech == m.name}}
             if spec.heldout:
                 scope = f"{run_id}/heldout/{m.name}"
                 start = WindowStart(heldout_lineage(rt, best[1] or run.config["initial_commit"], best[0], scope),

@@ -66,7 +66,8 @@ class InnerLoop(Loop):
         self.space = rt.task.space()
 
     def records(self, window: list[Trial]) -> list[dict[str, Any]]:
-        return [t.as_record() for t in self.prior + window][-HISTORY_LIMIT:]
+        recent = (self.prior + window)[-HISTORY_LIMIT:]  # slice first: the lineage grows with the run
+        return [t.as_record() for t in recent]
 
     # ------------------------------------------------------------ propose
     def propose(self, ctx: StepContext) -> Candidate:

@@ -153,9 +153,6 @@ class OuterLoop(Loop):
     def lineage(self) -> Lineage:
         return self.state.start.lineage
 
-    def room(self) -> int:
-        return self.room_at(self.lineage)
-
     def history(self) -> list[Trial]:
         """This level's steps on the lineage: the whole run's, not just this window's."""
         return self.rt.trials_of(self.lineage.trail.get(self.level, ()))
@@ -180,13 +177,13 @@ class OuterLoop(Loop):
             if ready is not None:
                 return self._candidate(ctx, ready)
         child_records = [t.as_record() | {"candidate": {"payload": t.candidate.payload}}
-                         for t in rt.trials_of(self.lineage.trail.get(k - 1, ()))][-60:]
+                         for t in rt.trials_of(self.lineage.trail.get(k - 1, ())[-60:])]
         tried = [t for t in history if t.outcome.ok and t.candidate.kind in self.families]
         incumbent = (tried[-1].candidate.payload.get("params") if tried else None) or default_point(self.families, "tabu")
         context = {
             "level": k, "step": len(history), "space": self.space, "frozen": [], "guidance": [],
             "incumbent": incumbent, "best_metric": max((t.outcome.metric for t in tried), default=None),
-            "maximize": True, "history": [t.as_record() for t in history][-50:],
+            "maximize": True, "history": [t.as_record() for t in history[-50:]],
             "diagnosis": diagnose(child_records, k - 1),
             "families": {f: {"summary": s["summary"], "hooks": s["hooks"], "answers": s["answers"]} for f, s in self.families.items()},
             "active": [m.name for m in self.state.start.active.get(k - 1, [])],
@@ -267,7 +264,7 @@ class OuterLoop(Loop):
         p = candidate.payload
         rt = self.rt
         if p.get(INCUMBENT):
-            n = min(self.race.child_len, max(1, self.room()))
+            n = min(self.race.child_len, max(1, self.room_at(self.lineage)))
             res = self.child.run_window(f"{candidate.id}/inc", self.state.start, n)
             assert res.final is not None
             return Outcome(OK, metric=res.gain(rt.task.maximize) / max(1, res.steps),
@@ -289,12 +286,11 @@ class OuterLoop(Loop):
         step = race_step([], self.race.alpha, self.race.max_pairs)
         used = 0  # pairs run: pair j starts from the race's start on trial indices start + j*n (fresh seeds)
         while used < self.race.max_pairs + self.race.confirm:
-            if not self.fits_pair(replace(start, index=start.index + used * n)):
-                break
-            racing = used < self.race.max_pairs and step.decision == "continue"
-            if not racing and (step.decision != "promote" or len(confirm) >= self.race.confirm):
-                break
             lin = replace(start, index=start.index + used * n)
+            racing = used < self.race.max_pairs and step.decision == "continue"
+            if not self.fits_pair(lin) or (not racing and (step.decision != "promote"
+                                                           or len(confirm) >= self.race.confirm)):
+                break
             pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base, mech)
             used += 1
             cand_windows.append(cand)
@@ -364,7 +360,7 @@ class OuterLoop(Loop):
         verdict = self.policy.hooks.accept(
             {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
              "default_keep": passed, "maximize": True, "step": len(self.history())},
-            [t.as_record() for t in history][-50:], candidate.seed) if self.policy else None
+            [t.as_record() for t in history[-50:]], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
         status = ("promoted" if self.top else "confirmed") if keep else "rejected"

@@ -15,7 +15,7 @@ from recur.core.budget import Budget
 from recur.core.executor import WorkerPool
 from recur.core.stats import keep_threshold, noise_sigma
 from recur.core.task import Task, load_task
-from recur.core.trace import TraceStore
+from recur.core.trace import TraceStore, charged_trials
 from recur.levels.gitrepo import TaskRepo
 from recur.levels.runtime import Runtime
 from recur.levels.window import Level1, Lineage, WindowResult, WindowStart
@@ -168,7 +168,7 @@ class Run:
         budget = opts.budget()
         done = [t for t in self.trace.trials(self.run_id, level=1) if t["status"] != "running"]
         calls = self.trace.llm_calls(self.run_id)
-        budget.used.update(trials=float(sum((t["outcome"] or {}).get("cost", {}).get("trials", 1) for t in done)), seconds=sum(t["seconds"] or 0.0 for t in done),
+        budget.used.update(trials=float(charged_trials(done)), seconds=sum(t["seconds"] or 0.0 for t in done),
                            tokens=float(sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls)),
                            usd=sum(c["cost_usd"] or 0.0 for c in calls))
         self.config = stored["config"]
