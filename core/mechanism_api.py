@@ -21,6 +21,7 @@ a *history record* is ``{id, level, parent, kind, payload, metric, cost, status,
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -55,3 +56,140 @@ class Mechanism:
 def overridden_hooks(cls: type) -> list[str]:
     """Names of the hooks a Mechanism subclass actually defines (only these are counted for activation)."""
     return [name for name in HOOKS if any(name in vars(klass) for klass in cls.__mro__ if klass is not Mechanism and klass is not object)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure helpers a mechanism may use (JSON in, JSON out, no I/O), so a mechanism says only what is new in it.
+# An *axis* is ``[type, low, high, log, choices]``: numbers map to [0, 1] (log scale where the space says log),
+# choices (and bools) to the centre of their index's cell.
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, never a bool."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None (metrics of failed trials)."""
+    return float(value) if is_number(value) else None
+
+
+def axis(spec: Any) -> list | None:
+    """The axis of one space entry, or None when the entry is unusable."""
+    if not isinstance(spec, dict):
+        return None
+    kind = spec.get("type")
+    if kind == "bool":
+        return ["choice", 0.0, 1.0, False, [False, True]]
+    if kind == "choice":
+        choices = spec.get("choices")
+        return ["choice", 0.0, 1.0, False, list(choices)] if isinstance(choices, list) and choices else None
+    if kind not in ("float", "int") or not is_number(spec.get("low")) or not is_number(spec.get("high")):
+        return None
+    low, high = sorted((float(spec["low"]), float(spec["high"])))
+    if kind == "int":
+        low, high = float(math.ceil(low)), float(math.floor(high))
+        if high < low:
+            return None
+    return [kind, low, high, bool(spec.get("log", False)) and low > 0, None]
+
+
+def free_axes(context: dict) -> dict:
+    """Name -> axis of every usable, non-frozen parameter of ``context["space"]``."""
+    space = context.get("space")
+    if not isinstance(space, dict):
+        return {}
+    frozen = {str(n) for n in (context.get("frozen") or [])}
+    out = {}
+    for name in sorted(str(n) for n in space):
+        found = axis(space[name])
+        if found is not None and name not in frozen:
+            out[name] = found
+    return out
+
+
+def to_unit(value: Any, ax: list) -> float:
+    """Position of ``value`` on ``ax`` in [0, 1] (0.5 for a value the axis does not know)."""
+    if ax[0] == "choice":
+        for i, choice in enumerate(ax[4]):
+            if choice == value and type(choice) is type(value):
+                return (i + 0.5) / len(ax[4])
+        return 0.5
+    if not is_number(value):
+        return 0.5
+    low, high, value = ax[1], ax[2], float(value)
+    if ax[3]:
+        if value <= 0:
+            return 0.0
+        low, high, value = math.log(low), math.log(high), math.log(value)
+    if high <= low:
+        return 0.5
+    return min(max((value - low) / (high - low), 0.0), 1.0)
+
+
+def from_unit(u: float, ax: list) -> Any:
+    """The value at position ``u`` of ``ax`` (ints rounded, floats to 6 significant digits, clipped)."""
+    u = min(max(float(u), 0.0), 1.0)
+    if ax[0] == "choice":
+        return ax[4][min(int(u * len(ax[4])), len(ax[4]) - 1)]
+    low, high = ax[1], ax[2]
+    value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if ax[3] else low + u * (high - low)
+    if ax[0] == "int":
+        return int(min(max(round(value), low), high))
+    return min(max(float("%.6g" % value), low), high)
+
+
+def record_params(record: Any) -> dict:
+    """The parameters a history record edited (``payload.params``), or {}."""
+    payload = record.get("payload") if isinstance(record, dict) else None
+    params = payload.get("params") if isinstance(payload, dict) else None
+    return params if isinstance(params, dict) else {}
+
+
+def observations(history: list, incumbent: dict, axes: dict, maximize: bool = False) -> list:
+    """``[loss, point]`` for every ok record with a finite metric, lower loss better (the metric, negated when
+    maximising). ``point`` is the full parameter point the trial ran: ``payload.point`` where level 1 recorded it,
+    else rebuilt from the edits (the record's own, then the latest kept ones, then the current incumbent)."""
+    state: dict = {}
+    out = []
+    for record in history:
+        if not isinstance(record, dict):
+            continue
+        edits = record_params(record)
+        metric = finite(record.get("metric"))
+        if record.get("status") == "ok" and metric is not None:
+            recorded = (record.get("payload") or {}).get("point")
+            point = {}
+            for name in axes:
+                if isinstance(recorded, dict) and name in recorded:
+                    point[name] = recorded[name]
+                elif name in edits:
+                    point[name] = edits[name]
+                elif name in state:
+                    point[name] = state[name]
+                elif name in incumbent:
+                    point[name] = incumbent[name]
+            out.append([-metric if maximize else metric, point])
+        if record.get("kept") is True:
+            state.update(edits)
+    return out
+
+
+def changes(point: dict, incumbent: dict) -> dict:
+    """The entries of ``point`` that differ from ``incumbent`` (what a proposal's ``params`` should hold)."""
+    return {k: v for k, v in point.items() if k not in incumbent or incumbent[k] != v or type(incumbent[k]) is not type(v)}
+
+
+def lead(mine: list, proposals: list, step: int, every: int) -> list:
+    """Put a mechanism's own proposals first every ``every``-th step (the default selector tries the first), and
+    after the policy's otherwise; ``every`` = 1 always leads, 0 never."""
+    if every > 0 and step % every == 0:
+        return list(mine) + list(proposals)
+    return list(proposals) + list(mine)
+
+
+__all__ = ["HOOKS", "Mechanism", "overridden_hooks", "is_number", "finite", "axis", "free_axes", "to_unit",
+           "from_unit", "record_params", "observations", "changes", "lead"]

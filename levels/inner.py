@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recur.core.budget import Budget
-from recur.core.edits import EditError, apply_params, apply_unified_diff, read_constants
+from recur.core.edits import EditError, apply_params, apply_unified_diff, coerce, read_constants
 from recur.core.loop import Loop, StepContext
 from recur.core.policy import SearchPolicy
 from recur.core.records import INVALID, VOID, Candidate, Decision, Outcome, Trial
@@ -35,6 +35,54 @@ def edited_source(source: str, payload: dict[str, Any], space: dict, frozen: lis
     if not payload.get("diff") and not payload.get("params"):
         raise EditError("the proposal changes nothing (no params, no diff)")
     return source
+
+
+def level1_context(space: dict, incumbent: dict[str, Any], best: float | None, maximize: bool, step: int,
+                   history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What level 1's policy and mechanisms see at a step (the simulated level 1 of a screen builds the same)."""
+    return {"level": 1, "step": step, "space": space, "frozen": [], "guidance": [], "incumbent": incumbent,
+            "best_metric": best, "maximize": maximize, "history": history}
+
+
+def level1_payload(proposal: dict[str, Any], guided: dict[str, Any], decision: dict[str, Any],
+                   context: dict[str, Any], policy: SearchPolicy) -> dict[str, Any]:
+    """A chosen proposal's payload as the trace keeps it: the edit, where it sits in the lineage (``index``), the
+    full parameter point it runs (``point``, for model-based mechanisms), and the decision record an outer
+    level's dry run replays."""
+    payload = dict(proposal["payload"])
+    payload["index"] = context["step"]
+    params = payload.get("params")
+    if isinstance(params, dict) and not payload.get("diff"):
+        point = dict(context["incumbent"])
+        for name, value in params.items():
+            try:
+                point[name] = coerce(name, value, context["space"][name])
+            except (EditError, KeyError):
+                point[name] = value
+        payload["point"] = point
+    payload["decision"] = decision
+    payload["rationale"] = str(proposal.get("rationale", ""))[:500]
+    if guided.get("frozen"):
+        payload["frozen"] = list(guided["frozen"])
+    payload["active"] = [m.name for m in policy.hooks.mechanisms]  # what shaped this edit, for reports
+    return payload
+
+
+def keep_rule(outcome: Outcome, best: float | None, threshold: float, maximize: bool, policy: SearchPolicy | None,
+              records: list[dict[str, Any]], seed: int, index: int) -> Decision:
+    """Keep a trial when it beats the best by more than the noise threshold, unless an ``accept`` mechanism
+    overrides; failures are never kept."""
+    if not outcome.ok:
+        return Decision(False, f"{outcome.status}", {"improved": False})
+    improved = improves(outcome.metric, best, threshold, maximize)
+    keep, reason = improved, ("beats best by more than the noise threshold" if improved else "not better")
+    asked = {"metric": outcome.metric, "status": outcome.status, "best_metric": best, "incumbent_metric": best,
+             "default_keep": improved, "maximize": maximize, "step": index, "threshold": threshold}
+    if policy is not None:
+        verdict = policy.hooks.accept(asked, records, seed)
+        if verdict is not None and verdict != improved:
+            keep, reason = verdict, "accept mechanism overrode the gate"
+    return Decision(keep, reason, {"improved": improved, "accept": asked})
 
 
 @dataclass
@@ -76,29 +124,13 @@ class InnerLoop(Loop):
         assert self.policy is not None
         source = self.rt.repo.read(self.state.head, self.rt.task.editable)
         constants = read_constants(source)
-        context = {
-            "level": 1,
-            "step": self.index + ctx.step,
-            "space": self.space,
-            "frozen": [],
-            "guidance": [],
-            "incumbent": {k: constants[k] for k in self.space if k in constants},
-            "best_metric": self.state.best,
-            "maximize": self.rt.task.maximize,
-            "history": self.records(ctx.history),
-            "task": self.rt.task.describe(),
-            "metric_name": self.rt.task.metric_name,
-            "source": source,
-            "editable": self.rt.task.editable,
-        }
+        context = level1_context(self.space, {k: constants[k] for k in self.space if k in constants},
+                                 self.state.best, self.rt.task.maximize, self.index + ctx.step,
+                                 self.records(ctx.history))
+        context.update({"task": self.rt.task.describe(), "metric_name": self.rt.task.metric_name,
+                        "source": source, "editable": self.rt.task.editable})
         proposal, guided, decision = self.policy.choose(context, ctx.seed, ctx.trial_id)
-        payload = dict(proposal["payload"])
-        payload["index"] = self.index + ctx.step
-        payload["decision"] = decision  # replayed by an outer level's dry run
-        payload["rationale"] = str(proposal.get("rationale", ""))[:500]
-        if guided.get("frozen"):
-            payload["frozen"] = list(guided["frozen"])
-        payload["active"] = [m.name for m in self.policy.hooks.mechanisms]  # what shaped this edit, for reports
+        payload = level1_payload(proposal, guided, decision, context, self.policy)
         return Candidate(ctx.trial_id, 1, proposal["kind"], payload, ctx.seed, parent=self.state.head)
 
     def hook_delta(self) -> dict:
@@ -148,19 +180,8 @@ class InnerLoop(Loop):
         if candidate.payload.get("baseline"):
             return Decision(keep=False, reason="baseline" if outcome.ok else f"baseline {outcome.status}",
                             info={"baseline": True})
-        maximize = self.rt.task.maximize
-        improved = outcome.ok and improves(outcome.metric, self.state.best, self.rt.threshold, maximize)
-        keep, reason = improved, ("beats best by more than the noise threshold" if improved else "not better")
-        if not outcome.ok:
-            return Decision(False, f"{outcome.status}", {"improved": False})
-        asked = {"metric": outcome.metric, "status": outcome.status, "best_metric": self.state.best,
-                 "incumbent_metric": self.state.best, "default_keep": improved, "maximize": maximize,
-                 "step": candidate.payload.get("index", 0), "threshold": self.rt.threshold}
-        if self.policy is not None:
-            verdict = self.policy.hooks.accept(asked, self.records(history), candidate.seed)
-            if verdict is not None and verdict != improved:
-                keep, reason = verdict, "accept mechanism overrode the gate"
-        return Decision(keep, reason, {"improved": improved, "accept": asked})
+        return keep_rule(outcome, self.state.best, self.rt.threshold, self.rt.task.maximize, self.policy,
+                         self.records(history), candidate.seed, candidate.payload.get("index", 0))
 
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:

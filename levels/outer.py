@@ -278,15 +278,16 @@ class OuterLoop(Loop):
         if dry["changed"] == 0:
             return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
                                            "reason": f"would change none of {dry['decisions']} recorded decisions"})
-        start, n = self.lineage, self.race.child_len
+        lin, n = self.lineage, self.race.child_len
         pairs: list[dict[str, Any]] = []
         confirm: list[dict[str, Any]] = []
         cand_windows: list[WindowResult] = []
-        best: WindowResult | None = None
         step = race_step([], self.race.alpha, self.race.max_pairs)
-        used = 0  # pairs run: pair j starts from the race's start on trial indices start + j*n (fresh seeds)
+        used = 0
+        # Each pair starts where the previous one's better arm ended (ties: the incumbent arm), both arms on the
+        # same trial seeds: the race moves the search on instead of restarting it, and a candidate that changes
+        # nothing leaves the lineage exactly where level 1 alone would have taken it.
         while used < self.race.max_pairs + self.race.confirm:
-            lin = replace(start, index=start.index + used * n)
             racing = used < self.race.max_pairs and step.decision == "continue"
             if not self.fits_pair(lin) or (not racing and (step.decision != "promote"
                                                            or len(confirm) >= self.race.confirm)):
@@ -294,9 +295,9 @@ class OuterLoop(Loop):
             pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base, mech)
             used += 1
             cand_windows.append(cand)
-            for w in (ctrl, cand):  # ties: the incumbent arm
-                if best is None or _rank(w, rt.task.maximize) > _rank(best, rt.task.maximize):
-                    best = w
+            better = cand if _rank(cand, rt.task.maximize) > _rank(ctrl, rt.task.maximize) else ctrl
+            if better.final is not None:
+                lin = better.final.lineage
             if not pair["complete"]:  # the budget ran out inside the pair: it does not count
                 break
             if racing:
@@ -304,8 +305,6 @@ class OuterLoop(Loop):
                 step = race_step([x["diff"] for x in pairs], self.race.alpha, self.race.max_pairs, seed=candidate.seed)
             else:
                 confirm.append(pair)
-        lin = start if best is None or best.final is None else best.final.lineage
-        lin = replace(lin, index=start.index + used * n)
         counts = sum_hook_counts([w.hook_counts for w in cand_windows])
         calls = {h: counts.get(f"{mech.name}\t{h}", {}).get("calls", 0) for h in mech.hooks}
         effects = {h: counts.get(f"{mech.name}\t{h}", {}).get("changed", 0) for h in mech.hooks}
@@ -315,7 +314,7 @@ class OuterLoop(Loop):
                 "confirmed": bool(confirm) and len(confirm) == self.race.confirm
                 and statistics.fmean(x["diff"] for x in confirm) > 0,
                 "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry,
-                "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": used * n,
+                "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": lin.index - self.lineage.index,
                 "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in pairs + confirm)}
         diffs = [x["diff"] for x in pairs]
         if not pairs and budget.exhausted:

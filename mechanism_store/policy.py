@@ -46,6 +46,7 @@ from typing import Any, Iterable, Mapping
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from recur.core import mechanism_api
 from recur.core.mechanism_api import HOOKS
 
 __all__ = [
@@ -115,7 +116,7 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "functools", "dataclasses", "typing", "enum", "json",
 )
 API_MODULE = "recur.core.mechanism_api"
-API_NAMES: frozenset[str] = frozenset({"Mechanism", "HOOKS"})
+API_NAMES: frozenset[str] = frozenset(mechanism_api.__all__)  # the base class and its pure helpers
 
 # Public members that are still unsafe: get_type_hints evaluates string annotations with the function's globals
 # (i.e. with builtins: `def f(x: "open('/etc/passwd')")`); singledispatch(.register) calls get_type_hints.

@@ -130,6 +130,58 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
         "guidance line; touches only `frozen` and `guidance`.",
         "answers": ["crashes", "exploitation"],
     },
+    "tpe": {
+        "hooks": ["propose"],
+        "params": {
+            "gamma": _f(0.05, 0.5, 0.25),
+            "candidates": _i(1, 128, 24),
+            "bandwidth": _f(0.01, 0.5, 0.12),
+            "prior": _f(0.01, 10.0, 1.0),
+            "min_obs": _i(2, 100, 6),
+            "local": _i(0, 1, 1),
+            "lead_every": _i(0, 10, 1),
+        },
+        "summary": "Model-based proposals (tree-structured Parzen estimator): split the run's trials into good and "
+        "bad, propose the sampled point with the best good/bad density ratio.",
+        "answers": ["stagnation", "exploitation", "narrow-exploration"],
+    },
+    "trust_region": {
+        "hooks": ["propose"],
+        "params": {
+            "sigma0": _f(0.005, 0.5, 0.15),
+            "grow": _f(1.0, 4.0, 1.5),
+            "min_sigma": _f(0.0001, 0.2, 0.005),
+            "max_sigma": _f(0.01, 1.0, 0.5),
+            "dims": _i(0, 32, 0),
+            "switch": _f(0.0, 1.0, 0.1),
+            "lead_every": _i(0, 10, 1),
+        },
+        "summary": "Step-size adaptation ((1+1)-ES, one-fifth success rule): a Gaussian step around the incumbent "
+        "that grows after kept trials and shrinks after the rest.",
+        "answers": ["stagnation", "exploitation"],
+    },
+    "line_search": {
+        "hooks": ["propose"],
+        "params": {
+            "step0": _f(0.01, 0.5, 0.2),
+            "expand": _f(1.0, 4.0, 1.5),
+            "shrink": _f(0.1, 0.9, 0.5),
+            "min_step": _f(0.0001, 0.2, 0.01),
+            "lead_every": _i(0, 10, 1),
+        },
+        "summary": "Coordinate line search on the parameter most correlated with the metric, with a per-parameter "
+        "step that grows on success and halves when both directions fail.",
+        "answers": ["exploitation", "narrow-exploration"],
+    },
+    "categorical_sweep": {
+        "hooks": ["propose"],
+        "params": {
+            "resweep": _i(0, 100, 0),
+            "lead_every": _i(0, 10, 1),
+        },
+        "summary": "Try every value of every choice parameter once, one change of the incumbent at a time.",
+        "answers": ["narrow-exploration", "repeats"],
+    },
 }
 
 _DIR = Path(__file__).resolve().parent
