@@ -19,7 +19,6 @@ A mechanism under test (``ActiveMechanism.candidate``) takes precedence for the 
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -120,13 +119,14 @@ class HookRunner:
     # ------------------------------------------------------------- one call
     def _invoke(self, mech: ActiveMechanism, hook: str, args: list, seed: int,
                 check: Callable[[Any], None], counted: bool) -> tuple[bool, Any]:
-        key = (mech.name, hook, canonical(args), seed)
+        text = canonical(args)
+        key = (mech.name, hook, text, seed)
         if key in self._cache:
             return self._cache[key]
         stats = self.stats.setdefault((mech.name, hook), HookStats()) if counted else HookStats()
         stats.calls += 1
         assert self.invoker is not None
-        result = self.invoker.call(mech.name, hook, copy.deepcopy(args), seed)
+        result = self.invoker.call(mech.name, hook, json.loads(text), seed)  # a private copy, cheaper than deepcopy
         stats.seconds += float(getattr(result, "seconds", 0.0))
         error = getattr(result, "error", None)
         answer: tuple[bool, Any] = (False, None)

@@ -110,7 +110,7 @@ class Trial:
                 "level": c.level,
                 "parent": c.parent,
                 "kind": c.kind,
-                "payload": c.payload,
+                "payload": {k: v for k, v in c.payload.items() if k != "decision"},  # replay data, not history
                 "metric": o.metric,
                 "cost": o.cost,
                 "status": o.status,

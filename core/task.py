@@ -9,7 +9,7 @@ import abc
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from recur.core.records import Outcome
 
@@ -68,6 +68,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def parse(self, log_text: str, returncode: int | None, timed_out: bool) -> Outcome:
         """Turn the trial's log into an Outcome. Never raises: crash/NaN/timeout become statuses."""
+
+    def screen_instances(self, count: int, seed: int) -> list[tuple[Callable[[dict[str, Any], int], float | None], dict[str, Any]]]:
+        """``count`` cheap stand-ins of this task an outer level may screen mechanisms on, as (trial function of
+        the full parameter point and seed, start point) pairs; never the instance a run optimises. Default: none
+        (a real training task has no cheap copy; screening then uses a surrogate of the run's own trace)."""
+        return []
 
     def describe(self) -> str:
         """A paragraph for the level-1 prompt: what the task is and what the metric means."""

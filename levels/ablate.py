@@ -149,6 +149,7 @@ def run_job(spec_path: Path) -> dict[str, Any]:
             "promoted": [],
         }
         result["delta"] = None if best[0] is None or start_metric is None else best[0] - start_metric
+        result["curve"] = best_so_far(trials, start_metric, rt.task.maximize)
         hook_calls = run.trace.hook_totals(run_id)  # summed over every window of the run, not just the last
         for branch in promoted_branches(rt):
             m = rt.store.info(branch)
@@ -205,6 +206,21 @@ def _best(trials: list[dict[str, Any]], maximize: bool) -> tuple[float | None, s
         return None, None
     top = (max if maximize else min)(ok, key=lambda t: t["metric"])
     return top["metric"], top["commit_sha"]
+
+
+def best_so_far(trials: list[dict[str, Any]], start: float | None, maximize: bool) -> list[float | None]:
+    """Δ of the best metric from ``start`` after each charged level-1 trial, in the order trials started (a
+    reused trial costs nothing and adds no point): the curve a reader compares across groups at equal budget."""
+    if start is None:
+        return []
+    best, curve = start, []
+    for t in trials:
+        if t["status"] == "running" or not (t["outcome"] or {}).get("cost", {}).get("trials", 1):
+            continue
+        if t["status"] == "ok" and t["metric"] is not None:
+            best = max(best, t["metric"]) if maximize else min(best, t["metric"])
+        curve.append(best - start)
+    return curve
 
 
 # ------------------------------------------------------------------ the whole ablation
@@ -293,6 +309,7 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
             "ci_low": lo, "ci_high": hi, "p_vs_A": p,
             "trials_mean": statistics.fmean(j["trials"] for j in reps) if reps else 0,
             "tokens": sum(j["tokens"] for j in reps), "usd": sum(j["usd"] for j in reps),
+            "curves": [j.get("curve") or [] for j in reps],
             "promoted": len(promoted), "promoted_names": sorted({m["name"] for m in promoted}), "hook_calls": hooks,
             "heldout_mean": statistics.fmean(held) if held else None, "heldout_n": len(held),
             "transfer_mean": statistics.fmean(moved) if moved else None,

@@ -67,7 +67,7 @@ def evaluated(history: list[dict[str, Any]], families: Any) -> tuple[list[str], 
 # ------------------------------------------------------------------------------ the scripted baselines
 class ScriptedMechanismBackend:
     """The scripted baseline above level 1; seeded, no model. Returns K distinct specs per step: untried
-    families that answer the trace diagnosis first, then the other untried families, then perturbations of
+    families (with their defaults) that answer the trace diagnosis first, then the other untried families, then perturbations of
     the best-scoring tried family's parameters (then of the next best). A (family, params) pair already in
     the history is never proposed again."""
 
@@ -90,13 +90,14 @@ class ScriptedMechanismBackend:
         others = [f for f in untried if f not in fitting]
         out: list[dict[str, Any]] = []
 
-        def add(family: str, point: dict[str, Any], why: str, tries: int = 40) -> bool:
+        def add(family: str, point: dict[str, Any], why: str, tries: int = 40, first_as_is: bool = False) -> bool:
             names = sorted(n for n in space if n.startswith(family + "."))
             for attempt in range(tries):
                 params = dict(point)
                 k = min(len(names), 2 + attempt // 10)
-                for name in rng.sample(names, k=k):
-                    params[name] = perturb(space, point, name, rng, scale=1.0 + attempt / 10)
+                if not (first_as_is and attempt == 0):  # an untried family is tried with its defaults first
+                    for name in rng.sample(names, k=k):
+                        params[name] = perturb(space, point, name, rng, scale=1.0 + attempt / 10)
                 key = spec_key(family, params)
                 if key not in seen:
                     seen.add(key)
@@ -109,8 +110,10 @@ class ScriptedMechanismBackend:
             while group and len(out) < self.n:  # seeded order within each group (the first pick as before K)
                 family = group.pop(group.index(rng.choice(group)))
                 answered = ", ".join(sorted(tags & set(families[family]["answers"])))
-                add(family, {**incumbent, "family": family},
-                    f"answers {answered}; untried family" if answered else "untried family; exploration")
+                defaults = {f"{family}.{k}": v for k, v in _defaults(family).items()}
+                add(family, {**incumbent, **defaults, "family": family},
+                    f"answers {answered}; untried family" if answered else "untried family; exploration",
+                    first_as_is=True)
         ranked = sorted(tried, key=lambda h: h.get("metric") if h.get("metric") is not None else float("-inf"),
                         reverse=True)
         bests: list[dict[str, Any]] = []

@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         meta_window: int = typer.Option(4, "--meta-window", min=1, help="A level-k window is window x meta-window^(k-1) level-1 trials."),
         max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most candidate/incumbent window pairs a race adds before it drops the candidate."),
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race (one-sided sign-flip test)."),
+        screen_seeds: int = typer.Option(8, "--screen-seeds", min=0, help="Simulated paired runs per screen objective before a candidate races (0: race every candidate)."),
+        screen_horizon: int = typer.Option(30, "--screen-horizon", min=1, help="Simulated level-1 trials per screen run."),
+        screen_alpha: float = typer.Option(0.1, "--screen-alpha", min=1e-6, max=1.0, help="One-sided p a candidate must reach on the screen."),
         proposals: int = typer.Option(3, "--proposals", min=1, max=16, help="Proposals per step at every level (filter and select choose among them)."),
         apply: list[str] = typer.Option([], "--apply", help="Built-in mechanism active from the start, NAME[@LEVEL] (repeatable; e.g. freeze_guidance)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
@@ -67,7 +70,8 @@ def register(app: typer.Typer) -> None:
                           llm_timeout=llm_timeout, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
                           data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
-                          max_pairs=max_pairs, alpha=alpha, proposals=proposals, apply=list(apply))
+                          max_pairs=max_pairs, alpha=alpha, proposals=proposals, apply=list(apply),
+                          screen_seeds=screen_seeds, screen_horizon=screen_horizon, screen_alpha=screen_alpha)
         out = console()
         try:
             with Progress(out) as progress, Run(workdir, None if resume else opts, resume, progress.on_trial) as r:

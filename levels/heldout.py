@@ -7,6 +7,8 @@ race), from the run's best point but at level-1 trial indices far beyond the run
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any
 
 from recur.core.budget import Budget
@@ -34,11 +36,13 @@ def heldout_lineage(rt: Runtime, sha: str, metric: float | None, scope: str) -> 
 
 
 def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, scope: str,
-                     charge: bool = False) -> dict[str, Any]:
+                     charge: bool = False, screen: bool = False) -> dict[str, Any]:
     """Judge ``branch`` (a level-k mechanism) exactly as level k+1 judges a candidate (dry run, race, held-out
     pairs), from ``start`` (for a held-out score its lineage holds fresh indices: ``heldout_lineage``).
     ``start.active`` may include the mechanism itself: it is taken out. ``charge``: count the trials against
-    the run's budget (``recur mech eval``) instead of a separate one (held-out checks)."""
+    the run's budget (``recur mech eval``) instead of a separate one (held-out checks). ``screen``: screen
+    before racing, as a new candidate is (``recur mech eval``); a held-out or transfer check of a mechanism that
+    already won its race goes straight to real trials."""
     from recur.levels.stack import build
 
     info = rt.store.info(branch)
@@ -48,7 +52,8 @@ def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, sc
     evaluator = build(rt, k + 1, opts, top=0)  # top=0: no level writes main from here
     active = {lv: [m for m in ms if m.name.rsplit("-", 1)[0] != info.slug] for lv, ms in start.active.items() if lv <= k}
     state = OuterState(WindowStart(start.lineage, active))
-    loop = OuterLoop(rt, k + 1, evaluator.child, state, None, evaluator.race)
+    race = evaluator.race if screen else replace(evaluator.race, screen=None)
+    loop = OuterLoop(rt, k + 1, evaluator.child, state, None, race)
     saved = rt.budget
     if not charge:
         rt.budget = Budget()  # held-out trials are extra: they never eat the run's budget
@@ -67,7 +72,7 @@ def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, sc
     finally:
         used = {u: rt.budget.used[u] - before.get(u, 0.0) for u in rt.budget.used}
         rt.budget = saved
-    verdict = "promoted" if decision.keep else (outcome.status if outcome.status in ("unsafe", "inactive", "budget") else "rejected")
+    verdict = "promoted" if decision.keep else (outcome.status if outcome.status in ("unsafe", "inactive", "screened", "budget") else "rejected")
     return {"mechanism": info.name, "level": k, "score": outcome.metric, "status": outcome.status,
             "verdict": verdict, "reason": decision.reason, "ci": decision.info.get("ci"),
             "confirm": outcome.info.get("confirm", []), "dry_run": outcome.info.get("dry_run"),
@@ -106,7 +111,8 @@ def replicate_races(rt: Runtime, opts: Any, branch: str, start: WindowStart, n: 
 
 def measure_races(source: str, n: int, seed: int, window: int = 1, max_pairs: int = 8, alpha: float = 0.05) -> list[dict[str, Any]]:
     """``n`` races of the level-1 mechanism ``source`` on the synthetic task from one start (baseline and one
-    window, in a temporary workspace): the measured promotion rate of the gate for that mechanism."""
+    window, in a temporary workspace): the measured promotion rate of the race for that mechanism (no screen:
+    the screen is a filter in front of the race, measured on its own)."""
     import tempfile
     from pathlib import Path
 
@@ -114,7 +120,7 @@ def measure_races(source: str, n: int, seed: int, window: int = 1, max_pairs: in
     from recur.levels.window import Level1
 
     opts = RunOptions(model="scripted", task="synthetic", levels=2, window=window, max_pairs=max_pairs, alpha=alpha,
-                      seed=seed)
+                      seed=seed, screen_seeds=0)
     with tempfile.TemporaryDirectory() as d, Run(Path(d), opts, resume=False) as run:
         rt = run.rt = run.setup()
         base = run.baseline(rt)

@@ -53,7 +53,8 @@ def evaluate_mechanism(target: str, level: int, opts: RunOptions, workdir: Path 
         base = run.baseline(rt)
         assert base.final is not None
         start = WindowStart(base.final.lineage, {lv: rt.store_active(lv) for lv in range(1, level + 1)})
-        judged = heldout_evaluate(rt, run.opts, info.branch, start, f"{run.run_id}/eval/{info.name}", charge=True)
+        judged = heldout_evaluate(rt, run.opts, info.branch, start, f"{run.run_id}/eval/{info.name}", charge=True,
+                                  screen=True)
         race = judged.get("race") or {}
         result.update({"verdict": judged["verdict"], "pairs": race.get("pairs", 0), "trials": judged["trials"],
                        "mean_diff": judged["score"], "ci": judged["ci"], "p": race.get("p"),

@@ -4,7 +4,7 @@ One lineage (docs/protocol.md). Level k moves its lineage (the run's one line of
 windows of level k-1. Each step is one of:
 
 * an **incumbent window**: level k-1 runs one window with the mechanisms already active (what level 1 alone
-  would do). Taken while level k-1 has made no decision yet that a dry run could replay, after three free
+  would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three free
   candidates in a row, and when too little budget or window is left for a pair;
 * a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
   mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
@@ -38,12 +38,15 @@ from recur.levels.window import (Lineage, WindowResult, WindowStart, close_polic
 
 UNSAFE = "unsafe"
 INACTIVE = "inactive"
+SCREENED = "screened"
 BUDGET = "budget"
 INCUMBENT = "incumbent"
-FREE = (UNSAFE, INACTIVE)
+FREE = (UNSAFE, INACTIVE, SCREENED)
 MAX_ERROR_RATE = 0.2
 MAX_FREE = 3  # free (unsafe/inactive) candidates in a row before an incumbent window moves the lineage on
 DRY_RUN_DECISIONS = 30  # recent level-(k-1) decisions a dry run replays
+MIN_DECISIONS = 6  # level-(k-1) decisions before the first candidate: a dry run on fewer judges a model-based
+# mechanism before it has anything to model
 KEEP_STATUSES = ("promoted", "applied")  # never demoted by a re-proposal
 
 
@@ -67,6 +70,7 @@ class RaceSettings:
     max_pairs: int = 8
     alpha: float = 0.05
     confirm: int = 2  # held-out pairs after a winning race
+    screen: Any = None  # ScreenSettings: simulate the candidate before racing it (None: race every candidate)
 
 
 def family_space(families: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -169,7 +173,7 @@ class OuterLoop(Loop):
                 break
             free += 1
         if (free >= MAX_FREE or not self.fits_pair(self.lineage) or self.policy is None
-                or not recorded_decisions(rt, self.lineage, k - 1, limit=1)):
+                or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         history = self.history()
         for extra in self.extra:
@@ -278,6 +282,14 @@ class OuterLoop(Loop):
         if dry["changed"] == 0:
             return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
                                            "reason": f"would change none of {dry['decisions']} recorded decisions"})
+        screened = None
+        if self.race.screen is not None and hasattr(self.child, "screen"):
+            screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
+                                         self.race.screen, candidate.seed)
+            if not screened["passed"]:
+                return Outcome(SCREENED, metric=screened["diff"], info={"dry_run": dry, "screen": screened, "trials": 0,
+                                               "reason": f"screen: mean {screened['diff']:+.4g} per trial over "
+                                                         f"{screened['runs']} simulated runs, p = {screened['p']:.3g}"})
         lin, n = self.lineage, self.race.child_len
         pairs: list[dict[str, Any]] = []
         confirm: list[dict[str, Any]] = []
@@ -313,7 +325,7 @@ class OuterLoop(Loop):
         info = {"pairs": pairs, "confirm": confirm, "race": {"decision": step.decision, "p": step.p, "pairs": len(pairs)},
                 "confirmed": bool(confirm) and len(confirm) == self.race.confirm
                 and statistics.fmean(x["diff"] for x in confirm) > 0,
-                "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry,
+                "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry, "screen": screened,
                 "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": lin.index - self.lineage.index,
                 "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in pairs + confirm)}
         diffs = [x["diff"] for x in pairs]
@@ -343,6 +355,7 @@ class OuterLoop(Loop):
         if outcome.status != OK:
             reason = {UNSAFE: "failed the gate",
                       INACTIVE: "inactive: " + outcome.info.get("reason", "its hooks changed no decision (or mostly errored)"),
+                      SCREENED: "screened out before any real trial: " + outcome.info.get("reason", ""),
                       BUDGET: "budget ran out before a complete pair"}.get(outcome.status, outcome.status)
             return Decision(False, reason, {"status": outcome.status})
         info = outcome.info
@@ -394,6 +407,8 @@ class OuterLoop(Loop):
                     "Hook-Calls": ", ".join(f"{h}={n}" for h, n in o.info.get("hook_calls", {}).items()) or None,
                     "Hook-Effects": ", ".join(f"{h}={n}" for h, n in o.info.get("hook_effects", {}).items()) or None,
                     "Pairs": str(len(pairs)) if pairs else None,
+                    "Screen": (f"{o.info['screen']['diff']:+.4g} per trial, p {o.info['screen']['p']:.3g}, "
+                               f"{o.info['screen']['runs']} simulated runs") if o.info.get("screen") else None,
                     "Trials": str(o.info.get("trials", 0)),
                     "Trial": c.id}
         if info.status in KEEP_STATUSES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import statistics
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 
 from recur.core.records import FAILED_STATUSES, RUNNING
 
-PLOTS = ("trials.png", "lineage.png", "hook_calls.png", "ablation.png")
+FOUND = "found.md"  # "What level 2 found", the markdown README quotes
+PLOTS = ("trials.png", "lineage.png", "hook_calls.png", "ablation.png", "best_so_far.png")
 LINEAGE_CAP = 40
 HOOK_BAR_CAP = 60
 SCOPE_LABEL_CAP = 30  # more windows than this: separators only, no per-window labels
@@ -29,6 +31,7 @@ STATUS_COLORS = {
     "candidate": "#1f77b4",
     "rejected": "#d62728",
     "inactive": "#7f7f7f",
+    "screened": "#bcbd22",
     "unsafe": "#9467bd",
 }
 NO_MECHANISM = "no mechanism"
@@ -567,6 +570,51 @@ def plot_ablation(data: ReportData, path: Path) -> str | None:
             f"group with group A.")
 
 
+# ------------------------------------------------------------- best_so_far.png
+def group_band(curves: list[list[float | None]]) -> tuple[list[float], list[float], list[float]]:
+    """Mean and 95% t band, per level-1 trial, of best-so-far curves of unequal length (a curve that ended
+    keeps its last value: the best found does not get worse after a run stops)."""
+    from recur.core.stats import mean_ci
+
+    curves = [[float(v) for v in c if _finite(v)] for c in curves]
+    curves = [c for c in curves if c]
+    n = max((len(c) for c in curves), default=0)
+    means, lows, highs = [], [], []
+    for i in range(n):
+        column = [c[min(i, len(c) - 1)] for c in curves]
+        lo, hi = mean_ci(column)
+        means.append(statistics.fmean(column))
+        lows.append(lo)
+        highs.append(hi)
+    return means, lows, highs
+
+
+def plot_best_so_far(data: ReportData, path: Path) -> str | None:
+    res = data.ablation
+    groups = [g for g in (res or {}).get("groups", []) if any(g.get("curves") or [])]
+    if not groups:
+        return None
+    fig = _figure(9.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for g, color in zip(groups, _palette(len(groups))):
+        means, lows, highs = group_band(g["curves"])
+        xs = list(range(1, len(means) + 1))
+        ax.plot(xs, means, color=color, lw=1.8, label=f"{g['group']}: {_shorten(str(g.get('label', '')), 40)} "
+                                                     f"(n={len([c for c in g['curves'] if c])})")
+        ax.fill_between(xs, lows, highs, color=color, alpha=0.18, lw=0)
+    metric = res.get("metric") or data.metric_name
+    ax.axhline(0, color="#555555", lw=0.8)
+    ax.set_xlabel("level-1 trials charged (baseline included)")
+    ax.set_ylabel(f"Δ best {metric} so far")
+    ax.set_title(f"Best so far at equal level-1 budget, {res.get('task', '?')} (mean, 95% band over repeats)", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+    return (f"Ablation {res.get('id', '')}: Δ of the best {metric} from the baseline after each level-1 trial, per "
+            f"group; the line is the mean over repeats and the band its 95% t interval. Every group has the same "
+            f"level-1 budget, so a gap between lines at the same x is what the outer levels bought.")
+
+
 # ---------------------------------------------------------------- the report
 def _store_summary(data: ReportData) -> tuple[str, str]:
     if data.mechanisms is None or not data.mechanisms:
@@ -635,8 +683,16 @@ def write_report(data: ReportData, out: Path) -> list[Section]:
                  "with an empty store)"),
         _section("ablation", "Ablation", "ablation.png", out, lambda p: plot_ablation(data, p),
                  data.ablation_missing or "no ablation results"),
+        _section("best_so_far", "Best so far per group", "best_so_far.png", out, lambda p: plot_best_so_far(data, p),
+                 data.ablation_missing or "the ablation's jobs recorded no best-so-far curves (made by an older recur)"),
     ]
-    (out / "index.html").write_text(render_html(data, sections))
+    from recur.levels.found import what_was_found
+
+    found = what_was_found(data)
+    (out / FOUND).unlink(missing_ok=True)
+    if found:
+        (out / FOUND).write_text(found)
+    (out / "index.html").write_text(render_html(data, sections, found))
     return sections
 
 
@@ -648,7 +704,7 @@ def _section(key: str, title: str, name: str, out: Path, draw, why: str) -> Sect
     return Section(key, title, file=name, caption=caption)
 
 
-def render_html(data: ReportData, sections: list[Section]) -> str:
+def render_html(data: ReportData, sections: list[Section], found: str | None = None) -> str:
     e = html.escape
     run, cfg = data.run, data.run["config"]
     head = (f"run <code>{e(run['id'])}</code> · task <b>{e(str(cfg.get('task', '?')))}</b>"
@@ -665,6 +721,8 @@ def render_html(data: ReportData, sections: list[Section]) -> str:
         else:
             parts.append(f'<section id="{s.key}"><h2>{e(s.title)}</h2>\n<p class="missing">Not plotted: '
                          f"{e(s.missing or '')}.</p></section>")
+    if found:
+        parts.insert(0, f'<section id="found"><h2>What level 2 found</h2>\n<pre>{e(found)}</pre></section>')
     body = "\n".join(parts)
     return f"""<!doctype html>
 <html lang="en">
@@ -676,6 +734,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto;
 table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ text-align: left; padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; }}
 th {{ font-weight: 600; color: #444; }}
+pre {{ white-space: pre-wrap; background: #f7f7f7; padding: 0.8em; }}
 img {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
 figcaption {{ color: #444; font-size: 0.92em; margin-top: 0.4em; }}
 .missing {{ color: #777; font-style: italic; }}

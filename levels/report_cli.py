@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
         run: Optional[str] = typer.Option(None, "--run", help="Run id (default: latest)."),
     ) -> None:
-        """PNG plots (trials, mechanism lineage, hook calls, newest ablation) and an index.html showing them."""
+        """PNG plots (trials, lineage, hook calls, newest ablation and its best-so-far curves), an index.html showing them, and "What level 2 found" (found.md)."""
         from recur.core.cli import UserError
         from recur.levels.report import ReportError, build
 
@@ -34,4 +34,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"wrote {out / s.file}")
             else:
                 typer.echo(f"left out {s.key}: {s.missing}")
+        from recur.levels.report import FOUND
+
+        if (out / FOUND).is_file():
+            typer.echo("")
+            typer.echo((out / FOUND).read_text())
+            typer.echo(f"wrote {out / FOUND}")
         typer.echo(f"report: {(out / 'index.html').resolve()}")

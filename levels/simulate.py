@@ -51,12 +51,12 @@ def run_level1(objective: Objective, space: dict, start: dict[str, Any], policy:
     if threshold is None:
         threshold = keep_threshold(noise_sigma(base), 0.0)
     incumbent = dict(start)
-    history: list[Trial] = []
+    records_all: list[dict[str, Any]] = []  # each trial's record, built once (rebuilding the window each step dominated)
     metrics: list[float | None] = []
     best_after: list[float] = []
     for i in range(trials):
         trial_seed = derive_seed(seed, "L1", i)
-        records = [t.as_record() for t in history[-HISTORY_LIMIT:]]
+        records = records_all[-HISTORY_LIMIT:]
         context = level1_context(space, dict(incumbent), best, maximize, i, records)
         proposal, guided, decision = policy.choose(context, trial_seed, f"sim/{i}")
         payload = level1_payload(proposal, guided, decision, context, policy)
@@ -74,7 +74,7 @@ def run_level1(objective: Objective, space: dict, start: dict[str, Any], policy:
             incumbent = point
             if verdict.info.get("improved"):
                 best = outcome.metric
-        history.append(Trial(candidate, outcome, verdict))
+        records_all.append(Trial(candidate, outcome, verdict).as_record())
         metrics.append(outcome.metric if outcome.ok else None)
         best_after.append(best)
     return SimulatedRun(statistics.fmean(base), metrics, best_after)

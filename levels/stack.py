@@ -11,6 +11,7 @@ from typing import Any
 
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.runtime import Runtime
+from recur.levels.screen import ScreenSettings
 from recur.levels.window import Level1, WindowResult, WindowStart
 
 DEFAULT_TRIALS = {1: 20}  # whole-run level-1 trials, baselines included; 50 for two or more levels
@@ -44,6 +45,13 @@ def plan(levels: int, max_trials: int | None, baseline: int, window: int, meta_w
     return total, text
 
 
+def screen_settings(opts: Any) -> ScreenSettings | None:
+    seeds = getattr(opts, "screen_seeds", 0)
+    if not seeds:
+        return None
+    return ScreenSettings(seeds, opts.screen_horizon, opts.screen_alpha)
+
+
 def build(rt: Runtime, levels: int, opts: Any, top: int | None = None) -> Any:
     """Level ``levels`` over the levels below it; ``top`` (default ``levels``) is the level that writes main."""
     from recur.meta_meta.bootstrap import PortProposer
@@ -51,7 +59,7 @@ def build(rt: Runtime, levels: int, opts: Any, top: int | None = None) -> Any:
     runner: Any = Level1(rt)
     for k in range(2, levels + 1):
         race = RaceSettings(window_length(k - 1, opts.window, opts.meta_window), opts.max_pairs, opts.alpha,
-                            opts.confirm_pairs)
+                            opts.confirm_pairs, screen_settings(opts))
         extra = [PortProposer(rt.store)] if k >= 3 else []
         runner = LevelK(rt, k, runner, race, top=(k == (top or levels)), extra=extra)
     return runner

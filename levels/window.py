@@ -9,6 +9,7 @@ chains them, so level 1 run in windows is level 1 run in one piece, trial for tr
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,6 +158,7 @@ class Level1:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
+        self.screen_cache: dict[tuple, float] = {}
 
     def run_window(self, scope: str, start: WindowStart, steps: int, branch: str | None = None,
                    baseline_steps: int = 0) -> WindowResult:
@@ -189,3 +191,45 @@ class Level1:
                             hook_counts=window_hook_counts(rt, scope, 1, mechanisms),
                             final=WindowStart(final, dict(start.active)), steps=moved,
                             observed=observed_best(rt, lin, final, rt.task.maximize))
+
+    def screen(self, lineage: Lineage, candidate: list[ActiveMechanism], incumbent: list[ActiveMechanism],
+               settings: Any, seed: int) -> dict[str, Any]:
+        """Screen a candidate active set against the incumbent one on simulated level 1 (levels/screen.py):
+        a surrogate of the lineage's level-1 trials from the lineage's incumbent, and the task's own cheap instances.
+        The level-1 policy simulated is the scripted baseline (a model would take seconds per proposal)."""
+        from recur.core.edits import read_constants
+        from recur.core.policy import ScriptedBackend
+        from recur.levels.screen import fit_surrogate, policy_maker, screen
+
+        rt = self.rt
+        space = rt.task.space()
+        points = []
+        # the lineage's own trials, not the whole trace: what the run knew at this step, so a resumed run that
+        # replays the step (with later trials already in the trace) screens exactly as the first one did
+        for trial in rt.trials_of(lineage.trail.get(1, ())):
+            point = trial.candidate.payload.get("point")
+            if isinstance(point, dict):
+                points.append((point, trial.outcome.metric if trial.outcome.ok else None))
+        objectives: list[tuple[str, str, Any, dict[str, Any]]] = []
+        surrogate = fit_surrogate(points, space, max(rt.threshold / 2.0, 1e-9), rt.seed)
+        if surrogate is not None:
+            constants = read_constants(rt.repo.read(lineage.head, rt.task.editable))
+            start = {k: constants[k] for k in space if k in constants}
+            # keyed by the exact trials it was fitted to: two arms can share a head commit and a trial count
+            fitted = hashlib.sha256("\n".join(lineage.trail.get(1, ())).encode()).hexdigest()[:16]
+            objectives += [(f"surrogate-{fitted}-{lineage.head}-{i}", "surrogate", surrogate, start)
+                           for i in range(settings.seeds)]
+        # the same instances for every candidate of the run, so the incumbent arm's runs are reused
+        objectives += [(f"instance-{i}", "instance", f, s)
+                       for i, (f, s) in enumerate(rt.task.screen_instances(settings.seeds, rt.seed))]
+        proposals = rt.settings.get("proposals", 3)
+        settings = replace(settings, min_gain=max(settings.min_gain, rt.threshold))
+        both = list({m.name: m for m in incumbent + candidate}.values())
+        invoker = rt.invoker_factory(both) if rt.invoker_factory else None
+        try:
+            make = policy_maker(lambda: ScriptedBackend(proposals), invoker, ScriptedBackend(proposals))
+            return screen(space, objectives, make, candidate, incumbent, settings, rt.seed, rt.task.maximize,
+                          cache=self.screen_cache)
+        finally:
+            if invoker is not None and hasattr(invoker, "close"):
+                invoker.close()

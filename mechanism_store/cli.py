@@ -180,10 +180,11 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window."),
         seed: int = typer.Option(0, "--seed", help="Run seed."),
+        screen_seeds: int = typer.Option(8, "--screen-seeds", min=0, help="Simulated paired runs per screen objective before the race (0: race without a screen, to measure the race alone)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         workdir: Optional[Path] = WORKDIR,
     ) -> None:
-        """Judge a mechanism as the outer level would: gate, dry run, race on paired windows, held-out pairs."""
+        """Judge a mechanism as the outer level would: gate, dry run, screen, race on paired windows, held-out pairs."""
         import json
 
         from recur.core.cli import UserError, console
@@ -191,7 +192,8 @@ def register(app: typer.Typer) -> None:
         from recur.levels.mech_eval import evaluate_mechanism
         from recur.levels.run import RunError, RunOptions
 
-        opts = RunOptions(task=task, preset=preset, model=model, max_pairs=max_pairs, alpha=alpha, window=window, seed=seed)
+        opts = RunOptions(task=task, preset=preset, model=model, max_pairs=max_pairs, alpha=alpha, window=window, seed=seed,
+                          screen_seeds=screen_seeds)
         try:
             result = evaluate_mechanism(target, level, opts, workdir)
         except (RunError, TaskError) as exc:

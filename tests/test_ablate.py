@@ -86,4 +86,11 @@ def test_report_of_an_ablation_only_workspace(workdir: Path) -> None:
         im.load()
         assert 600 <= im.size[0] <= 4000
     html = (workdir / "rep" / "index.html").read_text()
-    assert '<img src="ablation.png"' in html and html.count("Not plotted:") == 3
+    assert '<img src="ablation.png"' in html and '<img src="best_so_far.png"' in html
+    assert html.count("Not plotted:") == 3  # trials, lineage and hook calls need a run's own trace
+    results = json.loads((_ablation_dir(workdir) / "results.json").read_text())
+    for g in results["groups"]:  # one best-so-far curve per repeat: a point per charged trial, never worse, ending at Δ
+        assert len(g["curves"]) == 2
+        for curve, delta in zip(g["curves"], g["deltas"]):
+            assert len(curve) == 5 and curve[0] == 0.0
+            assert all(b <= a for a, b in zip(curve, curve[1:])) and curve[-1] == delta

@@ -23,7 +23,7 @@ def test_levels_3_run_leaves_lineage_and_a_port(workdir) -> None:
     assert ports, "level 3 should have proposed a port of a level-1 mechanism"
     for m in l1 + l2:
         assert {"Level", "Status", "Base"} <= set(m.trailers)
-        assert m.status in ("promoted", "confirmed", "rejected", "inactive", "unsafe", "budget")
+        assert m.status in ("promoted", "confirmed", "rejected", "inactive", "screened", "unsafe", "budget")
         assert "Trials" in m.trailers or m.status in ("unsafe", "inactive")
     assert "port" in store.repo.git.log("--all", "--oneline", "--graph")
     trace = TraceStore(workdir / ".recur" / "trace.db")

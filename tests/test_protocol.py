@@ -100,26 +100,34 @@ def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
     assert promoted / len(results) < 0.05 + 0.03, f"null promotion rate {promoted}/100"
 
 
-def test_the_planted_helpful_choice_sweep_is_promoted_on_most_seeds(tmp_path: Path) -> None:
-    """choice_sweep tries each untried categorical choice once; on the synthetic surface that beats random
-    flips early in a search. Measured 8-9 of 10 seeds at these settings (bench/RESULTS.md)."""
+def test_the_race_has_power_against_a_persistent_real_gain(tmp_path: Path) -> None:
+    """The built-in tpe family proposes better points for as long as the run lasts (bench/RESULTS.md: about
+    +0.002 metric per level-1 trial over level 1 alone). The race, on a lineage that continues from the better
+    arm, promotes it on 4 of seeds 0-9 at these settings (5 of 22 over seeds 0-21, bench/RESULTS.md): a measured
+    rate, not a lucky seed. A mechanism whose gain is one-off (the planted choice sweep) is captured by the
+    continuing lineage after its first pairs and is no longer promoted: its gain is already in the run."""
+    from recur.mechanism_store.builtin import render
+
+    tpe = tmp_path / "tpe.py"
+    tpe.write_text(render("tpe", {}))
+
     def one(seed: int) -> dict:
         cwd = tmp_path / f"s{seed}"
         cwd.mkdir()
-        return _eval(MECHS / "planted" / "choice_sweep.py", seed, cwd, "--window", "8", "--max-pairs", "16")
+        return _eval(tpe, seed, cwd, "--window", "8", "--max-pairs", "16", "--screen-seeds", "0")  # the race alone
 
     with ThreadPoolExecutor(2) as pool:
         outs = list(pool.map(one, range(10)))
     promoted = [o for o in outs if o["verdict"] == "promoted"]
-    assert len(promoted) >= 8, [(o["verdict"], o["p"], o["mean_diff"]) for o in outs]
-    assert all(sum(o["effects"].values()) > 0 for o in promoted)
+    assert len(promoted) >= 3, [(o["verdict"], o["p"], o["mean_diff"]) for o in outs]
+    assert all(sum(o["effects"].values()) > 0 and o["mean_diff"] > 0 for o in promoted)
 
 
 def test_a_planted_harmful_mechanism_is_almost_never_promoted(tmp_path: Path) -> None:
     def one(seed: int) -> dict:
         cwd = tmp_path / f"s{seed}"
         cwd.mkdir()
-        return _eval(MECHS / "planted" / "extremes.py", seed, cwd)
+        return _eval(MECHS / "planted" / "extremes.py", seed, cwd, "--screen-seeds", "0")  # the race alone
 
     with ThreadPoolExecutor(2) as pool:
         outs = list(pool.map(one, range(10)))

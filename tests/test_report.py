@@ -20,10 +20,11 @@ def _env(factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def two_level_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real --levels 2 run: baseline, then two mechanism candidates with candidate/control windows."""
+    """A real --levels 2 run: baseline, two incumbent windows, then mechanism candidates with candidate/control
+    windows."""
     ws = tmp_path_factory.mktemp("report-l2")
-    res = run_cli("run", "--task", "synthetic", "--model", "scripted", "--levels", "2", "--max-trials", "14",
-                  cwd=ws, env=_env(tmp_path_factory))
+    res = run_cli("run", "--task", "synthetic", "--model", "scripted", "--levels", "2", "--max-trials", "16",
+                  "--screen-seeds", "0", cwd=ws, env=_env(tmp_path_factory))  # no screen: the candidate races
     assert res.returncode == 0, res.stderr
     return ws
 
@@ -62,9 +63,19 @@ def test_report_of_a_two_level_run(two_level_ws: Path, tmp_path: Path) -> None:
     assert _images_in(html) == set(_written(out))  # relative names, every written image shown
     run_id = TraceStore(two_level_ws / ".recur" / "trace.db").run()["id"]
     assert run_id in html and "synthetic" in html
-    assert "level-1 trials</th><td>14 (" in html and "mechanisms in the store" in html
+    assert "level-1 trials</th><td>16 (" in html and "mechanisms in the store" in html
     assert "Not plotted: no ablation has been run" in html
     assert "left out ablation" in res.stdout and str(out / "index.html") in res.stdout
+    # "What level 2 found" is generated from the trace: every candidate level 2 made is counted and shown
+    found = (out / "found.md").read_text()
+    assert found.startswith("## What level 2 found") and found in res.stdout and "What level 2 found" in html
+    made = [t for t in TraceStore(two_level_ws / ".recur" / "trace.db").trials(run_id, level=2)
+            if not t["candidate"]["payload"].get("incumbent")]
+    assert made, "a 16-trial level-2 run makes at least one candidate"
+    assert f"Level 2 considered {len(made)} candidates" in found
+    for t in made:
+        if (t["outcome"] or {}).get("info", {}).get("pairs"):
+            assert f"| {t['outcome']['info']['mechanism']} |" in found
 
 
 def test_report_plots_the_newest_ablation_only_when_one_exists(two_level_ws: Path, tmp_path: Path) -> None:
@@ -104,7 +115,7 @@ def test_report_of_a_level_1_run_leaves_out_what_is_missing(tmp_path_factory: py
     _check_png(out / "trials.png")
     html = (out / "index.html").read_text()
     assert _images_in(html) == {"trials.png"}
-    assert html.count("Not plotted:") == 3 and "no mechanism hook was called" in html
+    assert html.count("Not plotted:") == 4 and "no mechanism hook was called" in html  # + ablation, best so far
 
 
 def test_no_trace_is_one_clear_error_line(workdir: Path) -> None:

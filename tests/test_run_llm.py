@@ -102,9 +102,11 @@ def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None
     # candidate 1: hostile code, then a good module on the re-ask; candidate 2: hostile on every attempt
     server = ScriptedLLMServer(default=by_stage([HOSTILE_MODULE, GOOD_MODULE])).start()
     try:
-        res = run_cli("run", "--task", "synthetic", "--levels", "2", "--window", "2", "--max-trials", "10",
-                      "--proposals", "1", "--model", "openai/x", "--api-base", server.api_base, cwd=workdir,
-                      env={"OPENAI_API_KEY": "x"})
+        # level 2 waits for six level-1 decisions (three windows of 2 after the baseline); one pair per race and
+        # no screen, so both candidates reach real trials within the budget
+        res = run_cli("run", "--task", "synthetic", "--levels", "2", "--window", "2", "--max-trials", "18",
+                      "--max-pairs", "1", "--screen-seeds", "0", "--proposals", "1", "--model", "openai/x",
+                      "--api-base", server.api_base, cwd=workdir, env={"OPENAI_API_KEY": "x"})
     finally:
         server.stop()
     assert res.returncode == 0, res.stderr[-2000:]
@@ -115,7 +117,7 @@ def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None
     assert all(t["status"] != "running" for t in steps)
     l2 = [t for t in steps if not t["candidate"]["payload"].get("incumbent")][:2]  # the first two candidates
     assert len(l2) == 2
-    assert sum(t["outcome"]["cost"].get("trials", 1) for t in trace.trials(run_id, level=1)) == 10
+    assert sum(t["outcome"]["cost"].get("trials", 1) for t in trace.trials(run_id, level=1)) == 18
     gen = [c for c in trace.llm_calls(run_id) if c["purpose"] == "generate"]
     outcomes = [c["outcome"] for c in gen]
     # every attempt is in the trace: 1 rejected + 1 accepted, then 1 + 2 re-asks all rejected

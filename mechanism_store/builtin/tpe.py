@@ -52,7 +52,7 @@ class Tpe(Mechanism):
         n_good = min(max(1, int(math.ceil(float(p["gamma"]) * len(obs)))), len(obs) - 1)
         names = sorted(axes)
         units = []
-        for _loss, point in obs:
+        for _ignored, point in obs:
             row = {}
             for name in names:
                 value = point.get(name, incumbent.get(name))
@@ -90,7 +90,10 @@ class Tpe(Mechanism):
                 best, best_score = cand, score
         point = {}
         for name in names:
-            point[name] = best[name] if axes[name][0] == "choice" else from_unit(best[name], axes[name])
+            if axes[name][0] != "choice":
+                point[name] = from_unit(best[name], axes[name])
+            elif best[name] in axes[name][4]:  # an unknown incumbent choice is left alone, never proposed
+                point[name] = best[name]
         params = changes(point, incumbent)
         if not params:
             return proposals

@@ -60,6 +60,17 @@ class SyntheticTask(Task):
             return Outcome(CRASH, info={"log_tail": tail(log_text)})
         return Outcome(OK, metric=value)
 
+    def screen_instances(self, count: int, seed: int) -> list[tuple[Any, dict[str, Any]]]:
+        """Fresh surface instances (numbered from 10**6 on, never a run's own, which is its seed) from the
+        default config."""
+        from recur.core.edits import read_constants
+        from recur.core.loop import derive_seed
+        from recur.tasks.synthetic.surface import Surface
+
+        start = read_constants((HERE / self.editable).read_text())
+        start = {k: v for k, v in start.items() if k in self.space()}
+        return [(Surface(10 ** 6 + derive_seed(seed, "instance", i) % 10 ** 6), start) for i in range(count)]
+
     def describe(self) -> str:
         return ("Synthetic task: config.py holds training hyperparameters; a hidden response surface with "
                 "ridges, interactions, several local optima, seeded noise and a divergence region scores them. "
