@@ -10,6 +10,7 @@ chains them, so level 1 run in windows is level 1 run in one piece, trial for tr
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,9 +216,11 @@ class Level1:
         if surrogate is not None:
             constants = read_constants(rt.repo.read(lineage.head, rt.task.editable))
             start = {k: constants[k] for k in space if k in constants}
-            # keyed by the exact trials it was fitted to: two arms can share a head commit and a trial count
-            fitted = hashlib.sha256("\n".join(lineage.trail.get(1, ())).encode()).hexdigest()[:16]
-            objectives += [(f"surrogate-{fitted}-{lineage.head}-{i}", "surrogate", surrogate, start)
+            # keyed by content, the points it was fitted to and its start (two arms can share a head and a trial
+            # count; trial ids and commit shas differ between runs, and the key seeds the simulated runs), in
+            # canonical JSON (a trial read back from the trace has its keys sorted)
+            fitted = hashlib.sha256(json.dumps([points, start], sort_keys=True).encode()).hexdigest()[:16]
+            objectives += [(f"surrogate-{fitted}-{i}", "surrogate", surrogate, start)
                            for i in range(settings.seeds)]
         # the same instances for every candidate of the run, so the incumbent arm's runs are reused
         objectives += [(f"instance-{i}", "instance", f, s)
