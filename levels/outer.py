@@ -204,10 +204,8 @@ class OuterLoop(Loop):
                                decision)
 
     def _candidate(self, ctx: StepContext, spec: dict[str, Any], decision: dict[str, Any] | None = None) -> Candidate:
-        from recur.mechanism_store.gate import gate
-
         rt, k = self.rt, self.level
-        report = gate(spec["source"], seed=ctx.seed % 1000)
+        report = rt.gate(spec["source"], ctx.seed % 1000)
         slug = spec.get("slug") or spec["family"]
         meta = {"Model": spec.get("model"), "Family": spec["family"], "Diagnosis": spec.get("diagnosis")}
         if spec.get("parent"):  # recursive bootstrapping goes through the store's port operation

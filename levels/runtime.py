@@ -1,6 +1,7 @@
 """What every level of one run shares: ids, trace, task, task repo, worker pool, budget and settings."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,17 @@ class Runtime:
     store: Any = None  # MechanismStore, opened for every run so level-1 runs use promoted mechanisms too
     source_cache: dict[str, str] = field(default_factory=dict)
     trial_cache: dict[str, Any] = field(default_factory=dict)  # trial id -> Trial, for lineage histories
+    gate_cache: dict[str, Any] = field(default_factory=dict)  # sha256 of a source -> its GateReport
+
+    def gate(self, source: str, seed: int) -> Any:
+        """The gate's report for ``source``, run once per source per run: the arms of an outer race propose
+        the same mechanisms, and property tests of an unchanged module are the slowest step of a candidate."""
+        from recur.mechanism_store.gate import gate
+
+        key = hashlib.sha256(source.encode()).hexdigest()
+        if key not in self.gate_cache:
+            self.gate_cache[key] = gate(source, seed=seed)
+        return self.gate_cache[key]
 
     def remember(self, trials: list) -> None:
         for t in trials:

@@ -93,25 +93,25 @@ def screen(space: dict[str, dict[str, Any]], objectives: list[tuple[str, str, Ob
            incumbent: list[ActiveMechanism], settings: ScreenSettings, seed: int, maximize: bool = False,
            cache: dict[tuple, float] | None = None) -> dict[str, Any]:
     """Paired simulated runs of level 1 with the candidate's active set against the incumbent's, one per entry of
-    ``objectives`` (key, kind, objective, start; an objective listed n times under n keys runs on n seeds). The
-    incumbent arm's gains are kept in ``cache`` by (key, incumbent set, horizon): every candidate of a window
-    is compared with the same incumbent runs. Returns the verdict (``passed``), the mean paired gain difference per trial, its p-value,
+    ``objectives`` (key, kind, objective, start; an objective listed n times under n keys runs on n seeds). Each
+    arm's gains are kept in ``cache`` by (key, active set, horizon, seed): every candidate is compared with the
+    same incumbent runs, and a mechanism proposed again (in another window or arm) is not simulated again on
+    the same objective. A key must therefore name its objective and start exactly. Returns the verdict (``passed``), the mean paired gain difference per trial, its p-value,
     and per-objective means."""
     t0 = time.monotonic()
     diffs: list[float] = []
     by_kind: dict[str, list[float]] = {}
     cache = {} if cache is None else cache
-    names = tuple(m.name for m in incumbent)
-    for key, kind, objective, start in objectives:
-        run_seed = derive_seed(seed, "screen", key)
-        cand = simulated_gain(objective, space, start, lambda: make_policy(candidate), settings.horizon, run_seed,
-                              maximize=maximize)
-        slot = (key, names, settings.horizon, seed)
+
+    def gain(key: str, objective: Objective, start: dict[str, Any], arm: list[ActiveMechanism]) -> float:
+        slot = (key, tuple(m.name for m in arm), settings.horizon, seed)  # names are content hashes in the store
         if slot not in cache:
-            cache[slot] = simulated_gain(objective, space, start, lambda: make_policy(incumbent), settings.horizon,
-                                         run_seed, maximize=maximize)
-        base = cache[slot]
-        d = (cand - base) / settings.horizon
+            cache[slot] = simulated_gain(objective, space, start, lambda: make_policy(arm), settings.horizon,
+                                         derive_seed(seed, "screen", key), maximize=maximize)
+        return cache[slot]
+
+    for key, kind, objective, start in objectives:
+        d = (gain(key, objective, start, candidate) - gain(key, objective, start, incumbent)) / settings.horizon
         diffs.append(d)
         by_kind.setdefault(kind, []).append(d)
     mean = statistics.fmean(diffs) if diffs else 0.0

@@ -13,7 +13,8 @@ from recur.mechanism_store.store import MechanismStore
 def test_levels_3_run_leaves_lineage_and_a_port(workdir) -> None:
     seed = 1  # structure, not search quality: any seed whose level 3 reaches a port shows it
     res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", str(seed),
-                  "--window", "2", "--meta-window", "2", "--max-trials", "80", cwd=workdir)
+                  "--window", "2", "--meta-window", "2", "--max-trials", "80",
+                  "--screen-seeds", "0", cwd=workdir)  # no screen (tests/test_screen.py, the kill -9 test): structure
     assert res.returncode == 0, res.stderr
     assert "plan: levels 3..1 on one lineage: 80 level-1 trials" in res.stdout
     store = MechanismStore(workdir / ".recur" / "store", create=False)
@@ -36,7 +37,8 @@ def test_levels_3_run_leaves_lineage_and_a_port(workdir) -> None:
 
 
 def test_levels_4_run_by_the_same_code(workdir) -> None:
-    opts = RunOptions(model="scripted", levels=4, task="synthetic", window=1, meta_window=2, max_trials=3 + 20, seed=1)
+    opts = RunOptions(model="scripted", levels=4, task="synthetic", window=1, meta_window=2, max_trials=3 + 20, seed=1,
+                      screen_seeds=0)
     with Run(workdir, opts, resume=False) as run:
         summary = run.execute()
     trace = TraceStore(workdir / ".recur" / "trace.db")

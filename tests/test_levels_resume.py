@@ -30,7 +30,8 @@ def _summary(workdir: Path) -> tuple:
 
 
 def test_kill_9_inside_a_level_3_window_resumes_to_the_same_result(tmp_path: Path) -> None:
-    args = ["run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "4", "--window", "2"]
+    args = ["run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "4", "--window", "2",
+            "--screen-seeds", "3", "--screen-horizon", "12"]  # the screen on (a resume must screen as the first run did), small
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     assert subprocess.run([RECUR, *args], cwd=a, capture_output=True).returncode == 0

@@ -137,7 +137,7 @@ def test_a_planted_harmful_mechanism_is_almost_never_promoted(tmp_path: Path) ->
 
 def test_levels_3_synthetic_run_has_no_repeated_control_window_and_effects_behind_promotions(workdir: Path) -> None:
     res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "1",
-                  "--max-trials", "200", cwd=workdir)
+                  "--max-trials", "200", "--screen-seeds", "0", cwd=workdir)  # every candidate races: the race's structure
     assert res.returncode == 0, res.stderr[-2000:]
     trace = TraceStore(workdir / ".recur" / "trace.db")
     rows = trace.trials(level=1)
