@@ -178,6 +178,13 @@ def observations(history: list, incumbent: dict, axes: dict, maximize: bool = Fa
     return out
 
 
+def begin(context: dict) -> tuple:
+    """What a ``propose`` hook starts from: a copy of the policy's proposals, the free axes and the incumbent
+    point (None when the context has no usable one; the hook then returns the proposals unchanged)."""
+    incumbent = context.get("incumbent")
+    return list(context.get("proposals") or []), free_axes(context), incumbent if isinstance(incumbent, dict) else None
+
+
 def changes(point: dict, incumbent: dict) -> dict:
     """The entries of ``point`` that differ from ``incumbent`` (what a proposal's ``params`` should hold)."""
     return {k: v for k, v in point.items() if k not in incumbent or incumbent[k] != v or type(incumbent[k]) is not type(v)}
@@ -192,4 +199,4 @@ def lead(mine: list, proposals: list, step: int, every: int) -> list:
 
 
 __all__ = ["HOOKS", "Mechanism", "overridden_hooks", "is_number", "finite", "axis", "free_axes", "to_unit",
-           "from_unit", "record_params", "observations", "changes", "lead"]
+           "from_unit", "record_params", "observations", "begin", "changes", "lead"]

@@ -77,6 +77,8 @@ def level_account(trials: list[dict[str, Any]], level: int, store_by_name: dict[
 
 def what_was_found(data: Any) -> str | None:
     """The markdown section for a ``ReportData``; None when the run had no outer level."""
+    from recur.core.trace import charged_trials
+
     levels = sorted({t["level"] for t in data.trials} - {1})
     if not levels:
         return None
@@ -86,8 +88,9 @@ def what_was_found(data: Any) -> str | None:
     ok = [t["metric"] for t in l1 if t["status"] == "ok" and t["metric"] is not None]
     best = (max if data.maximize else min)(ok) if ok else None
     head = (f"Run `{data.run['id']}`: task {cfg.get('task', '?')}, levels {cfg.get('levels', '?')}, model "
-            f"{cfg.get('model', '?')}, seed {cfg.get('seed', '?')}; {len(l1)} level-1 trials, baseline "
-            f"{_fmt(statistics.fmean(base) if base else None, '.4f')} -> best {_fmt(best, '.4f')} {data.metric_name}.")
+            f"{cfg.get('model', '?')}, seed {cfg.get('seed', '?')}; {charged_trials(l1)} level-1 trials charged "
+            f"({len(l1)} with reused ones), baseline {_fmt(statistics.fmean(base) if base else None, '.4f')} -> best "
+            f"observed {_fmt(best, '.4f')} {data.metric_name}.")
     by_name = {m.name: m for m in data.mechanisms or []}
     lines = ["## What level 2 found", "", head, ""]
     for lv in levels:

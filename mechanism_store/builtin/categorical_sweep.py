@@ -7,7 +7,7 @@ parameter's sweep starts again after ``resweep`` kept changes of other parameter
 depend on them; 0 = never) and defers to the policy once every value was tried. The order of the untried
 options is seeded by the call's rng. The proposal leads every ``lead_every``-th step.
 """
-from recur.core.mechanism_api import Mechanism, free_axes, lead, record_params
+from recur.core.mechanism_api import Mechanism, begin, lead, record_params
 
 
 class CategoricalSweep(Mechanism):
@@ -17,10 +17,8 @@ class CategoricalSweep(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals = list(context.get("proposals") or [])
-        axes = free_axes(context)
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict):
+        proposals, axes, incumbent = begin(context)
+        if incumbent is None:
             return proposals
         resweep = int(p["resweep"])
         tried = {}

@@ -9,7 +9,7 @@ that one parameter of the incumbent and leads every ``lead_every``-th step.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism, free_axes, from_unit, lead, observations, to_unit
+from recur.core.mechanism_api import Mechanism, begin, from_unit, lead, observations, to_unit
 
 
 def _correlation(xs, ys):
@@ -37,10 +37,8 @@ class LineSearch(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals = list(context.get("proposals") or [])
-        axes = free_axes(context)
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict):
+        proposals, axes, incumbent = begin(context)
+        if incumbent is None:
             return proposals
         numeric = [n for n in sorted(axes) if axes[n][0] != "choice"]
         steps = {}

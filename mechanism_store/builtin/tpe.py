@@ -11,7 +11,7 @@ what the default selector tries) every ``lead_every``-th step.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism, changes, free_axes, from_unit, lead, observations, to_unit
+from recur.core.mechanism_api import Mechanism, begin, changes, from_unit, lead, observations, to_unit
 
 
 def _log_density(value, centres, ax, bandwidth, prior):
@@ -40,10 +40,8 @@ class Tpe(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals = list(context.get("proposals") or [])
-        axes = free_axes(context)
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict) or not axes:
+        proposals, axes, incumbent = begin(context)
+        if incumbent is None or not axes:
             return proposals
         obs = observations(context.get("history") or [], incumbent, axes, bool(context.get("maximize")))
         if len(obs) < max(int(p["min_obs"]), 2):

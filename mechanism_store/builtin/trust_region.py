@@ -8,7 +8,7 @@ after each that was not (so it holds steady at a one-in-five success rate), clip
 free numeric parameters (0 = all of them), each choice switched with probability ``switch``. The proposal
 leads every ``lead_every``-th step.
 """
-from recur.core.mechanism_api import Mechanism, changes, free_axes, from_unit, lead, to_unit
+from recur.core.mechanism_api import Mechanism, begin, changes, from_unit, lead, to_unit
 
 
 class TrustRegion(Mechanism):
@@ -19,10 +19,8 @@ class TrustRegion(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals = list(context.get("proposals") or [])
-        axes = free_axes(context)
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict) or not axes:
+        proposals, axes, incumbent = begin(context)
+        if incumbent is None or not axes:
             return proposals
         grow = max(float(p["grow"]), 1.0)
         low, high = float(p["min_sigma"]), max(float(p["max_sigma"]), float(p["min_sigma"]))
