@@ -17,7 +17,6 @@ from typing import Any
 from recur.core.hooks import ActiveMechanism, HookRunner
 from recur.core.loop import derive_seed, drive
 from recur.core.policy import SearchPolicy
-from recur.core.records import Trial
 from recur.core.trace import add_counts, empty_counts
 from recur.levels.inner import InnerLoop, WindowState
 from recur.levels.runtime import Runtime

@@ -21,46 +21,11 @@ default selector tries them; 0 = never) and after the policy's own proposals oth
 import json
 import math
 
-from recur.core.mechanism_api import Mechanism
+from recur.core.mechanism_api import Mechanism, axis, is_number
 
 
-def _is_number(value):
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value)
 
 
-def _axis(spec):
-    """[kind, low, high, log, choices] for a usable space entry, else None."""
-    if not isinstance(spec, dict):
-        return None
-    kind = spec.get("type")
-    if kind == "bool":
-        return ["choice", 0.0, 1.0, False, [False, True]]
-    if kind == "choice":
-        choices = spec.get("choices")
-        if isinstance(choices, list) and choices:
-            return ["choice", 0.0, 1.0, False, list(choices)]
-        return None
-    if kind != "float" and kind != "int":
-        return None
-    low = spec.get("low")
-    high = spec.get("high")
-    if not _is_number(low) or not _is_number(high):
-        return None
-    low = float(low)
-    high = float(high)
-    if high < low:
-        low, high = high, low
-    log = bool(spec.get("log", False)) and low > 0
-    if kind == "int":
-        low = float(math.ceil(low))
-        high = float(math.floor(high))
-        if high < low:
-            return None
-    return [kind, low, high, log, None]
 
 
 def _to_unit(value, axis):
@@ -70,7 +35,7 @@ def _to_unit(value, axis):
             if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
                 return (i + 0.5) / len(choices)
         return None
-    if not _is_number(value):
+    if not is_number(value):
         return None
     low = axis[1]
     high = axis[2]
@@ -113,7 +78,7 @@ def _valid(value, axis):
         if _to_unit(value, axis) is None:
             return None
         return value
-    if not _is_number(value):
+    if not is_number(value):
         return None
     value = min(max(float(value), axis[1]), axis[2])
     if axis[0] == "int":
@@ -295,11 +260,11 @@ class EliteCrossover(Mechanism):
         frozen = {}
         for name in context.get("frozen") or []:
             frozen[str(name)] = True
-        axes = {}
+        axes = {}  # frozen parameters included: crossover recombines whole points
         for name in space:
-            axis = _axis(space[name])
-            if axis is not None and isinstance(name, str):
-                axes[name] = axis
+            found = axis(space[name])
+            if found is not None and isinstance(name, str):
+                axes[name] = found
         incumbent = context.get("incumbent")
         if not isinstance(incumbent, dict):
             incumbent = {}

@@ -18,46 +18,11 @@ in which case a restart may go unkept or an ordinary trial be kept once.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism
+from recur.core.mechanism_api import Mechanism, free_axes, is_number
 
 
-def _is_number(value):
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value)
 
 
-def _axis(spec):
-    """[kind, low, high, log, choices] for a usable space entry, else None."""
-    if not isinstance(spec, dict):
-        return None
-    kind = spec.get("type")
-    if kind == "bool":
-        return ["choice", 0.0, 1.0, False, [False, True]]
-    if kind == "choice":
-        choices = spec.get("choices")
-        if isinstance(choices, list) and choices:
-            return ["choice", 0.0, 1.0, False, list(choices)]
-        return None
-    if kind != "float" and kind != "int":
-        return None
-    low = spec.get("low")
-    high = spec.get("high")
-    if not _is_number(low) or not _is_number(high):
-        return None
-    low = float(low)
-    high = float(high)
-    if high < low:
-        low, high = high, low
-    log = bool(spec.get("log", False)) and low > 0
-    if kind == "int":
-        low = float(math.ceil(low))
-        high = float(math.floor(high))
-        if high < low:
-            return None
-    return [kind, low, high, log, None]
 
 
 def _to_unit(value, axis):
@@ -67,7 +32,7 @@ def _to_unit(value, axis):
             if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
                 return (i + 0.5) / len(choices)
         return None
-    if not _is_number(value):
+    if not is_number(value):
         return None
     low = axis[1]
     high = axis[2]
@@ -172,17 +137,10 @@ class Restart(Mechanism):
         space = context.get("space")
         if not isinstance(space, dict):
             return proposals
-        frozen = {}
-        for name in context.get("frozen") or []:
-            frozen[str(name)] = True
         incumbent = context.get("incumbent")
         if not isinstance(incumbent, dict):
             incumbent = {}
-        axes = {}
-        for name in space:
-            axis = _axis(space[name])
-            if axis is not None and isinstance(name, str) and name not in frozen:
-                axes[name] = axis
+        axes = free_axes(context)
         names = sorted(axes)
         if not names:
             return proposals
