@@ -34,7 +34,18 @@ def test_kill_9_inside_a_level_3_window_resumes_to_the_same_result(tmp_path: Pat
             "--screen-seeds", "3", "--screen-horizon", "12"]  # the screen on (a resume must screen as the first run did), small
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    assert subprocess.run([RECUR, *args], cwd=a, capture_output=True).returncode == 0
+    whole = subprocess.Popen([RECUR, *args], cwd=a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # beside b
+    try:
+        _kill_and_resume(args, b)
+        _, err = whole.communicate(timeout=600)
+    finally:
+        if whole.poll() is None:
+            whole.kill()
+    assert whole.returncode == 0, err[-2000:]
+    assert _summary(a) == _summary(b)
+
+
+def _kill_and_resume(args: list[str], b: Path) -> None:
     proc = subprocess.Popen([RECUR, *args], cwd=b, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = b / ".recur" / "trace.db"
     deadline = time.monotonic() + 240
@@ -51,4 +62,3 @@ def test_kill_9_inside_a_level_3_window_resumes_to_the_same_result(tmp_path: Pat
     proc.wait()
     res = subprocess.run([RECUR, "run", "--resume"], cwd=b, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert _summary(a) == _summary(b)
