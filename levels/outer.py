@@ -283,7 +283,7 @@ class OuterLoop(Loop):
         screened = None
         if self.race.screen is not None and hasattr(self.child, "screen"):
             screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
-                                         self.race.screen, candidate.seed)
+                                         self.race.screen)
             if not screened["passed"]:
                 return Outcome(SCREENED, metric=screened["diff"], info={"dry_run": dry, "screen": screened, "trials": 0,
                                                "reason": f"screen: mean {screened['diff']:+.4g} per trial over "

@@ -4,9 +4,9 @@ A candidate that passes the gate and the dry run is raced on real trials, which 
 screen runs it first on simulated level 1 (levels/simulate.py), paired against the incumbent mechanisms on the
 same seeds, over two kinds of cheap objective:
 
-* a **surrogate of this run's task**: a random forest (scikit-learn) fitted to every level-1 trial the run has
-  made (full parameter point -> metric, failures scored as the worst metric seen), plus the run's measured
-  seed noise, started from the lineage's current incumbent;
+* a **surrogate of this run's task**: a random forest (scikit-learn) fitted to the lineage's level-1 trials
+  (full parameter point -> metric, failures scored as the worst metric seen), plus half the run's keep
+  threshold as trial noise, started from the lineage's current incumbent;
 * **fresh instances of the task** where the task offers them (``Task.screen_instances``: the synthetic task
   draws surfaces the run never sees), started from the task's default point.
 

@@ -158,7 +158,8 @@ class Level1:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self.screen_cache: dict[tuple, float] = {}
+        self.screen_cache: dict[tuple, float] = {}  # simulated gain per (objective key, active set, ...)
+        self.surrogates: dict[str, Any] = {}  # fitted surrogate (or None: too few points) per content key
 
     def run_window(self, scope: str, start: WindowStart, steps: int, branch: str | None = None,
                    baseline_steps: int = 0) -> WindowResult:
@@ -193,7 +194,7 @@ class Level1:
                             observed=observed_best(rt, lin, final, rt.task.maximize))
 
     def screen(self, lineage: Lineage, candidate: list[ActiveMechanism], incumbent: list[ActiveMechanism],
-               settings: Any, seed: int) -> dict[str, Any]:
+               settings: Any) -> dict[str, Any]:
         """Screen a candidate active set against the incumbent one on simulated level 1 (levels/screen.py):
         a surrogate of the lineage's level-1 trials from the lineage's incumbent, and the task's own cheap instances.
         The level-1 policy simulated is the scripted baseline (a model would take seconds per proposal)."""
@@ -211,14 +212,16 @@ class Level1:
             if isinstance(point, dict):
                 points.append((point, trial.outcome.metric if trial.outcome.ok else None))
         objectives: list[tuple[str, str, Any, dict[str, Any]]] = []
-        surrogate = fit_surrogate(points, space, max(rt.threshold / 2.0, 1e-9), rt.seed)
+        constants = read_constants(rt.repo.read(lineage.head, rt.task.editable))
+        start = {k: constants[k] for k in space if k in constants}
+        # keyed by content, the points it is fitted to and its start (two arms can share a head and a trial
+        # count; trial ids and commit shas differ between runs, and the key seeds the simulated runs), in
+        # canonical JSON (a trial read back from the trace has its keys sorted); fitted once per key
+        fitted = hashlib.sha256(json.dumps([points, start], sort_keys=True).encode()).hexdigest()[:16]
+        if fitted not in self.surrogates:
+            self.surrogates[fitted] = fit_surrogate(points, space, max(rt.threshold / 2.0, 1e-9), rt.seed)
+        surrogate = self.surrogates[fitted]
         if surrogate is not None:
-            constants = read_constants(rt.repo.read(lineage.head, rt.task.editable))
-            start = {k: constants[k] for k in space if k in constants}
-            # keyed by content, the points it was fitted to and its start (two arms can share a head and a trial
-            # count; trial ids and commit shas differ between runs, and the key seeds the simulated runs), in
-            # canonical JSON (a trial read back from the trace has its keys sorted)
-            fitted = hashlib.sha256(json.dumps([points, start], sort_keys=True).encode()).hexdigest()[:16]
             objectives += [(f"surrogate-{fitted}-{i}", "surrogate", surrogate, start)
                            for i in range(settings.seeds)]
         # the same instances for every candidate of the run, so the incumbent arm's runs are reused
