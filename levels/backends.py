@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
 import random
+import statistics
 
 from recur.core.policy import ScriptedBackend, perturb
 
@@ -65,6 +67,36 @@ def evaluated(history: list[dict[str, Any]], families: Any) -> tuple[list[str], 
 
 
 # ------------------------------------------------------------------------------ the scripted baselines
+def rank_families(tried: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Each tried family's best try, families ordered by a seeded Thompson draw around their mean score
+    (normal, the pooled spread of all scores over the square root of the family's tries).
+
+    Ranking by the best single score locked the search onto whichever family had one lucky (noisy) screen
+    and perturbed it for the rest of the run; the draw keeps trying families whose few scores are close."""
+    scored: dict[str, list[float]] = {}
+    best: dict[str, dict[str, Any]] = {}
+    for h in tried:
+        m = h.get("metric")
+        fam = h["kind"]
+        if m is not None and math.isfinite(m):
+            scored.setdefault(fam, []).append(float(m))
+            if best.get(fam) is None or best[fam].get("metric") is None or m > best[fam]["metric"]:
+                best[fam] = h
+        else:
+            best.setdefault(fam, h)
+    values = [m for ms in scored.values() for m in ms]
+    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+
+    def draw(fam: str) -> float:
+        ms = scored.get(fam)
+        if not ms:
+            return float("-inf")
+        return statistics.fmean(ms) + rng.gauss(0.0, spread / math.sqrt(len(ms)))
+
+    order = sorted(best, key=lambda f: (draw(f), f), reverse=True)
+    return [best[f] for f in order]
+
+
 class ScriptedMechanismBackend:
     """The scripted baseline above level 1; seeded, no model. Returns K distinct specs per step: untried
     families (with their defaults) that answer the trace diagnosis first, then the other untried families, then perturbations of
@@ -114,12 +146,7 @@ class ScriptedMechanismBackend:
                 add(family, {**incumbent, **defaults, "family": family},
                     f"answers {answered}; untried family" if answered else "untried family; exploration",
                     first_as_is=True)
-        ranked = sorted(tried, key=lambda h: h.get("metric") if h.get("metric") is not None else float("-inf"),
-                        reverse=True)
-        bests: list[dict[str, Any]] = []
-        for h in ranked:
-            if h["kind"] not in {b["kind"] for b in bests}:
-                bests.append(h)
+        bests = rank_families(tried, rng)
         for best in bests:
             family = best["kind"]
             point = {**incumbent, **((best.get("payload") or {}).get("params") or {}), "family": family}

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race (one-sided sign-flip test)."),
         screen_seeds: int = typer.Option(8, "--screen-seeds", min=0, help="Simulated paired runs per screen objective before a candidate races (0: race every candidate)."),
         screen_horizon: int = typer.Option(30, "--screen-horizon", min=1, help="Simulated level-1 trials per screen run."),
-        screen_alpha: float = typer.Option(0.1, "--screen-alpha", min=1e-6, max=1.0, help="One-sided p a candidate must reach on the screen."),
+        screen_alpha: float = typer.Option(0.25, "--screen-alpha", min=1e-6, max=1.0, help="One-sided p a candidate must reach on the screen."),
         proposals: int = typer.Option(3, "--proposals", min=1, max=16, help="Proposals per step at every level (filter and select choose among them)."),
         apply: list[str] = typer.Option([], "--apply", help="Built-in mechanism active from the start, NAME[@LEVEL] (repeatable; e.g. freeze_guidance)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),

@@ -9,12 +9,13 @@ windows of level k-1. Each step is one of:
 * a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
   mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
   committed as a store branch; then a **dry run** replays level k-1's recorded decisions through it (zero
-  trials; if it would change none it is ``inactive``); then a **race**: pairs of level-(k-1) windows, the
-  candidate arm (incumbents + candidate, which takes precedence) and the incumbent arm, both from the
-  lineage's current point on the same trial seeds. The lineage continues from the better arm of each pair,
-  so every trial spent also advances the search; where the arms agree the second arm reuses the first's
-  trials and is not charged. Pairs are added until ``race_step`` promotes or drops; a promotion is then
-  confirmed on further pairs (held-out seeds: trial indices never used to decide it) and requires decisions
+  trials; if it would change none it is ``inactive``); then a **screen** on simulated level 1; then a
+  **race**: blocks of two level-(k-1) windows run one after the other on the lineage, one with the candidate
+  active (it takes precedence over the incumbents) and one without, in a seeded random order, both measured
+  from the block's start. Every trial of either arm is a trial of the run's one line of search, so a race
+  charges nothing beyond the trials themselves and a candidate that changes nothing leaves the run exactly
+  as level 1 alone would have. Blocks are added until ``race_step`` promotes or drops; a promotion is then
+  confirmed on further blocks (held-out seeds: trial indices never used to decide it) and requires decisions
   the mechanism actually changed (``Hook-Effects``).
 
 Only the top-level loop writes the store's ``main``; a nested window's winners are marked ``confirmed`` in
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 from recur.core.budget import Budget
 from recur.core.hooks import ActiveMechanism, HookRunner, replay_changes
-from recur.core.loop import Loop, StepContext, drive
+from recur.core.loop import Loop, StepContext, derive_seed, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
 from recur.core.stats import bootstrap_ci, race_step
 from recur.levels.runtime import Runtime
@@ -242,25 +243,34 @@ class OuterLoop(Loop):
                 invoker.close()
         return {"decisions": len(decisions), "changed": changed}
 
-    def _pair(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict,
-              mech: ActiveMechanism) -> tuple[dict[str, Any], WindowResult, WindowResult]:
-        """One candidate window and one incumbent window from ``lin`` on the same seeds. When the candidate changed
-        no decision in its window, the incumbent window would repeat it trial for trial: it is not run, and
-        the pair is a tie."""
-        n = self.race.child_len
-        cand = self.child.run_window(f"{cid}/{tag}/cand", WindowStart(lin, with_mech), n)
-        changed = sum(v.get("changed", 0) for key, v in cand.hook_counts.items() if key.split("\t", 1)[0] == mech.name)
-        ctrl = self.child.run_window(f"{cid}/{tag}/ctrl", WindowStart(lin, base), n) if changed else cand
-        maximize = self.rt.task.maximize
-        pair = {"cand_gain": cand.gain(maximize), "ctrl_gain": ctrl.gain(maximize),
-                "diff": (cand.gain(maximize) - ctrl.gain(maximize)) / n,
-                "diff_per_second": _per_second(cand, maximize) - _per_second(ctrl, maximize),  # the GPU-hour view
-                "cand_trials": cand.trials, "ctrl_trials": ctrl.trials, "steps": min(cand.steps, ctrl.steps),
-                "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds if changed else 0.0,
-                "complete": cand.steps == ctrl.steps == n, "identical": not changed}
-        if not changed:
-            pair["ctrl_trials"] = 0
-        return pair, cand, ctrl
+    def _block(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict, mech: ActiveMechanism,
+               seed: int) -> tuple[dict[str, Any], WindowResult, Lineage]:
+        """One block of the race: a candidate window and an incumbent window, one after the other on the
+        lineage, in a seeded random order. Both are measured against the block's start (the better of the two
+        windows' best trials, relative to the best the lineage had when the block began), so going second is
+        no handicap on average, and neither window repeats the other: every trial moves the search on."""
+        n, maximize = self.race.child_len, self.rt.task.maximize
+        order = [("cand", with_mech), ("ctrl", base)]
+        if derive_seed(seed, "arm-order", tag) % 2:
+            order.reverse()
+        windows: dict[str, WindowResult] = {}
+        cur = lin
+        for arm, active in order:
+            res = self.child.run_window(f"{cid}/{tag}/{arm}", WindowStart(cur, active), n)
+            windows[arm] = res
+            if res.final is not None:
+                cur = res.final.lineage
+            if res.steps < n:
+                break  # the budget ran out inside the block
+        cand, ctrl = windows["cand"], windows.get("ctrl")
+        cand_gain = _gain_from(cand, lin.best, maximize)
+        ctrl_gain = _gain_from(ctrl, lin.best, maximize) if ctrl is not None else 0.0
+        pair = {"cand_gain": cand_gain, "ctrl_gain": ctrl_gain, "diff": (cand_gain - ctrl_gain) / n,
+                "first": order[0][0],
+                "cand_trials": cand.trials, "ctrl_trials": ctrl.trials if ctrl is not None else 0,
+                "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds if ctrl is not None else 0.0,
+                "complete": ctrl is not None and cand.steps == ctrl.steps == n}
+        return pair, cand, cur
 
     def evaluate(self, candidate: Candidate, budget: Budget) -> Outcome:
         p = candidate.payload
@@ -288,27 +298,25 @@ class OuterLoop(Loop):
                 return Outcome(SCREENED, metric=screened["diff"], info={"dry_run": dry, "screen": screened, "trials": 0,
                                                "reason": f"screen: mean {screened['diff']:+.4g} per trial over "
                                                          f"{screened['runs']} simulated runs, p = {screened['p']:.3g}"})
-        lin, n = self.lineage, self.race.child_len
+        lin = self.lineage
         pairs: list[dict[str, Any]] = []
         confirm: list[dict[str, Any]] = []
         cand_windows: list[WindowResult] = []
         step = race_step([], self.race.alpha, self.race.max_pairs)
         used = 0
-        # Each pair starts where the previous one's better arm ended (ties: the incumbent arm), both arms on the
-        # same trial seeds: the race moves the search on instead of restarting it, and a candidate that changes
-        # nothing leaves the lineage exactly where level 1 alone would have taken it.
+        # Blocks follow one another on the lineage: each starts where the previous one ended, and every trial
+        # of either arm is a trial of the run's one line of search. Nothing is run twice, so the race costs
+        # only what the candidate's own trials lose (or gain) against the incumbent's.
         while used < self.race.max_pairs + self.race.confirm:
             racing = used < self.race.max_pairs and step.decision == "continue"
             if not self.fits_pair(lin) or (not racing and (step.decision != "promote"
                                                            or len(confirm) >= self.race.confirm)):
                 break
-            pair, cand, ctrl = self._pair(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base, mech)
+            pair, cand, lin = self._block(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base,
+                                          mech, candidate.seed)
             used += 1
             cand_windows.append(cand)
-            better = cand if _rank(cand, rt.task.maximize) > _rank(ctrl, rt.task.maximize) else ctrl
-            if better.final is not None:
-                lin = better.final.lineage
-            if not pair["complete"]:  # the budget ran out inside the pair: it does not count
+            if not pair["complete"]:  # the budget ran out inside the block: it does not count
                 break
             if racing:
                 pairs.append(pair)
@@ -380,7 +388,6 @@ class OuterLoop(Loop):
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:
         c, o, d = trial.candidate, trial.outcome, trial.decision
-        rt = self.rt
         lin = Lineage.from_json(o.info["lineage"]) if o.info.get("lineage") else self.lineage
         active = self.state.start.active
         if not c.payload.get(INCUMBENT):
@@ -417,16 +424,9 @@ class OuterLoop(Loop):
             store.update(info.branch, status, **trailers)
 
 
-def _rank(window: WindowResult, maximize: bool) -> tuple[float, float]:
-    """Which arm the lineage continues from: the better kept best, then the better observed trial."""
-    sign = 1.0 if maximize else -1.0
-    kept = window.best_metric if window.best_metric is not None else (-sign * float("inf"))
-    return (sign * kept, window.gain(maximize))
-
-
-def _per_second(window: WindowResult, maximize: bool) -> float:
-    """Gain of the task metric per second of trial time (0 for a window that spent none)."""
-    return window.gain(maximize) / window.seconds if window.seconds > 0 else 0.0
+def _gain_from(window: WindowResult, start: float | None, maximize: bool) -> float:
+    """A window's gain measured from ``start`` (its block's starting best) instead of its own start."""
+    return replace(window, start_metric=start).gain(maximize)
 
 
 @dataclass

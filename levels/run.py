@@ -51,7 +51,7 @@ class RunOptions:
     confirm_pairs: int = 2  # held-out pairs that confirm a race's winner
     screen_seeds: int = 8  # simulated paired runs per kind of screen objective before a race (0: no screen)
     screen_horizon: int = 30  # simulated level-1 trials per screen run
-    screen_alpha: float = 0.1  # one-sided p a candidate must reach on the screen
+    screen_alpha: float = 0.25  # one-sided p a candidate must reach on the screen (a filter of harm: racing is cheap)
     proposals: int = 3  # proposals per step at every level, so filter and select have something to decide
     llm_timeout: float = 120.0  # seconds per model request; a slower reply is retried like a transport error
     apply: list[str] = field(default_factory=list)  # built-in mechanisms active from the start: NAME[@LEVEL]

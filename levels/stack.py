@@ -40,8 +40,8 @@ def plan(levels: int, max_trials: int | None, baseline: int, window: int, meta_w
     if levels >= 2:
         windows = ", ".join(f"level {k}: {window_length(k, window, meta_window)}" for k in range(1, levels))
         text = (f"levels {levels}..1 on one lineage: {total} level-1 trials ({baseline} baseline); windows of "
-                f"{windows} level-1 trials; candidates race their incumbent in pairs of windows "
-                f"(up to {max_pairs} pairs, alpha {alpha:g}, then held-out pairs)")
+                f"{windows} level-1 trials; candidates race their incumbent in blocks of two windows on the line "
+                f"(up to {max_pairs} blocks, alpha {alpha:g}, then held-out blocks)")
     return total, text
 
 

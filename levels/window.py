@@ -228,7 +228,6 @@ class Level1:
         objectives += [(f"instance-{i}", "instance", f, s)
                        for i, (f, s) in enumerate(rt.task.screen_instances(settings.seeds, rt.seed))]
         proposals = rt.settings.get("proposals", 3)
-        settings = replace(settings, min_gain=max(settings.min_gain, rt.threshold))
         both = list({m.name: m for m in incumbent + candidate}.values())
         invoker = rt.invoker_factory(both) if rt.invoker_factory else None
         try:

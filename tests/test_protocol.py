@@ -102,11 +102,9 @@ def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
 
 def test_the_race_has_power_against_a_persistent_real_gain(tmp_path: Path) -> None:
     """The built-in tpe family proposes better points for as long as the run lasts (bench/RESULTS.md: about
-    +0.002 metric per level-1 trial over level 1 alone). The race, on a lineage that continues from the better
-    arm, promotes it on about a quarter of seeds at these settings (5 of 22 and 2 of 10 for two versions of
-    the module, whose content hash seeds its hooks; bench/RESULTS.md): the test asks for at least one of 12, and
-    that every promotion changed decisions and was ahead. A mechanism whose gain is one-off (the planted choice sweep) is captured by the
-    continuing lineage after its first pairs and is no longer promoted: its gain is already in the run."""
+    +0.002 metric per level-1 trial over level 1 alone). Raced in blocks on the line (windows of 8, up to 16
+    blocks) it is promoted on a measured fraction of seeds (bench/RESULTS.md, "race power"): the test asks for
+    at least one of 12, and that every promotion changed decisions and was ahead."""
     from recur.mechanism_store.builtin import render
 
     tpe = tmp_path / "tpe.py"
@@ -136,24 +134,19 @@ def test_a_planted_harmful_mechanism_is_almost_never_promoted(tmp_path: Path) ->
     assert all(o["effects"].get("propose", 0) > 0 for o in outs if o["verdict"] != "inactive")
 
 
-def test_levels_3_synthetic_run_has_no_repeated_control_window_and_effects_behind_promotions(workdir: Path) -> None:
+def test_levels_3_synthetic_run_never_runs_a_level_1_trial_twice_and_has_effects_behind_promotions(workdir: Path) -> None:
+    """Level 2 and 3 pay for no evaluation of their own: every level-1 trial of the run is at its own global
+    index (its seed), on the one line of search, and races happened (candidate windows exist)."""
     res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "1",
                   "--max-trials", "200", "--screen-seeds", "0", cwd=workdir)  # every candidate races: the race's structure
     assert res.returncode == 0, res.stderr[-2000:]
     trace = TraceStore(workdir / ".recur" / "trace.db")
-    rows = trace.trials(level=1)
-    by_scope: dict[str, list] = {}
-    for r in rows:
-        by_scope.setdefault(r["scope"], []).append(r)
-    pairs = [s[:-len("/cand")] for s in by_scope if s.endswith("/cand")]
-    assert pairs, "level 2 raced at least one candidate"
-    for p in pairs:
-        cand, ctrl = by_scope[p + "/cand"], by_scope.get(p + "/ctrl", [])
-        same = [(a["candidate"]["payload"].get("params"), a["metric"], a["kept"]) for a in cand] == \
-               [(b["candidate"]["payload"].get("params"), b["metric"], b["kept"]) for b in ctrl]
-        if same:  # the candidate changed no decision in this window: its control arm must have cost nothing
-            assert all(b["outcome"]["cost"].get("trials", 1) == 0 for b in ctrl), \
-                f"{p}: the control window repeated the candidate window trial for trial and was charged"
+    rows = [r for r in trace.trials(level=1) if not r["candidate"]["payload"].get("baseline")]
+    assert any(r["scope"].endswith("/cand") for r in rows), "level 2 raced at least one candidate"
+    assert any(r["scope"].endswith("/ctrl") for r in rows)
+    seeds = [r["candidate"]["seed"] for r in rows]
+    assert len(seeds) == len(set(seeds)), "a level-1 trial index was run twice (a duplicated control trial)"
+    assert len(rows) == 200 - 3  # the whole budget, every trial charged once
     from recur.mechanism_store.store import MechanismStore
 
     store = MechanismStore(workdir / ".recur" / "store", create=False)
