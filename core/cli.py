@@ -5,11 +5,12 @@ Heavy libraries (torch, litellm) are imported inside commands, never at start-up
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from typer.exceptions import Abort, Exit
@@ -97,15 +98,51 @@ def _register_plugins() -> None:
         ep.load()(app)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so the same cleanup runs: the running trial's process group is
+    killed, the run is marked interrupted, and what was committed stays."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_SIGNALS: list[int] = []  # the signals that stopped this process (typer swallows the exception into exit code 130)
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    _SIGNALS.append(signum)
+    raise Stopped(signum)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line on how the run was stopped and how to continue it; the shell's exit code for the signal."""
+    signum = exc.signum if isinstance(exc, Stopped) else (_SIGNALS[0] if _SIGNALS else signal.SIGINT)
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    args = sys.argv[1:]
+    again = ("run the same `recur ablate` command again to continue it" if "ablate" in args
+             else "`recur run --resume` continues where it stopped")
+    print(f"recur: interrupted by {how}; every finished trial is kept, {again}", file=sys.stderr)
+    return 128 + int(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one clear line for user errors (exit 1) and bad arguments (exit 2)."""
     _register_plugins()
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        if signum != signal.SIGINT or signal.getsignal(signum) is signal.default_int_handler:  # not if ignored
+            signal.signal(signum, _raise_stopped)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="recur")
+        if _SIGNALS:  # typer returned 130 for the KeyboardInterrupt our handler raised
+            return _interrupted(Stopped(_SIGNALS[0]))
         return result if isinstance(result, int) else 0
     except Exit as exc:
         return exc.exit_code
-    except Abort:
+    except Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            return _interrupted(cause)
         print("recur: aborted", file=sys.stderr)
         return 130
     except UsageError as exc:
@@ -116,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"recur: error: {exc}", file=sys.stderr)
         return exc.code
-    except KeyboardInterrupt:
-        print("recur: interrupted; `recur run --resume` continues where it stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except Exception as exc:  # a bug or an unforeseen environment problem: one line, details to a file
         report = _write_crash_report()
         print(f"recur: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

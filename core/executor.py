@@ -20,6 +20,7 @@ from pathlib import Path
 from recur.core.task import TrialSpec
 
 TERM_GRACE_S = 3.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -50,8 +51,24 @@ def _limits(spec: TrialSpec):
         if spec.cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        die_with_parent()
 
     return apply
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the thread that started it dies (``PR_SET_PDEATHSIG``): a trial
+    runs in its own session, so without this a ``kill -9`` of recur would leave train.py (and its GPU) running
+    until its own budget ends. Runs in the child between fork and exec; a no-op where prctl is missing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect: nobody is left to wait for us
+        os._exit(1)
 
 
 def kill_group(pgid: int, grace_s: float = TERM_GRACE_S) -> None:
