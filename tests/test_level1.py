@@ -54,6 +54,7 @@ def test_status_and_export_read_the_trace(workdir: Path) -> None:
     assert "baseline" in res.stdout and "finished" in res.stdout
     status = run_cli("status", cwd=workdir)
     assert status.returncode == 0 and "levels" in status.stdout and "synthetic" in status.stdout
+    assert "scripted (non-LLM search baseline)" in status.stdout and "preset" not in status.stdout  # unset: omitted
     tsv = run_cli("export", "--tsv", cwd=workdir)
     lines = tsv.stdout.strip().splitlines()
     assert lines[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
@@ -178,3 +179,10 @@ def test_a_changed_pinned_evaluator_voids_the_trial(workdir: Path) -> None:
         rows = rt.trace.trials(rt.run_id, level=1)
         assert rows and all(r["status"] == VOID for r in rows)
         assert "pinned evaluator" in rows[0]["outcome"]["info"]["error"]
+
+
+def test_status_names_the_embedded_model() -> None:
+    from recur.core.report_tables import model_label
+
+    assert model_label("offline") == "offline: SmolLM2-135M-Instruct, embedded, run by llama.cpp"
+    assert model_label("openai/gpt-4o-mini") == "openai/gpt-4o-mini"
