@@ -288,78 +288,15 @@ def parse_json(text: str) -> Any:
         raise ValueError(f"not valid JSON: {first.msg} at line {first.lineno} column {first.colno}") from None
 
 
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
+def validate_json(value: Any, schema: dict[str, Any]) -> None:
+    """Check ``value`` against ``schema`` (JSON Schema, by the ``jsonschema`` library); raise ValueError naming
+    the most relevant problem and where it is, a line a re-ask can quote back to the model."""
+    import jsonschema
 
-
-def validate_json(value: Any, schema: dict[str, Any], path: str = "$") -> None:
-    """Check ``value`` against the common subset of JSON Schema; raise ValueError naming the first problem.
-
-    Covers type, enum, const, properties, required, additionalProperties=false, items, minItems/maxItems,
-    minimum/maximum (and exclusive forms), minLength/maxLength, anyOf/oneOf. Other keywords are ignored.
-    """
-    if not isinstance(schema, dict):
-        return
-    if "anyOf" in schema or "oneOf" in schema:
-        errors = []
-        for sub in schema.get("anyOf", []) + schema.get("oneOf", []):
-            try:
-                validate_json(value, sub, path)
-                break
-            except ValueError as e:
-                errors.append(str(e))
-        else:
-            raise ValueError(f"{path}: matches none of the allowed forms ({'; '.join(errors)[:300]})")
-    t = schema.get("type")
-    if t is not None:
-        types = t if isinstance(t, list) else [t]
-        if not any(_JSON_TYPES.get(x, lambda v: True)(value) for x in types):
-            raise ValueError(f"{path}: expected {'/'.join(types)}, got {json.dumps(value)[:80]}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise ValueError(f"{path}: {json.dumps(value)[:80]} is not one of {json.dumps(schema['enum'])[:200]}")
-    if "const" in schema and value != schema["const"]:
-        raise ValueError(f"{path}: must be {json.dumps(schema['const'])[:80]}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise ValueError(f"{path}: {value} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise ValueError(f"{path}: {value} is above the maximum {schema['maximum']}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            raise ValueError(f"{path}: {value} must be above {schema['exclusiveMinimum']}")
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            raise ValueError(f"{path}: {value} must be below {schema['exclusiveMaximum']}")
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            raise ValueError(f"{path}: shorter than {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise ValueError(f"{path}: longer than {schema['maxLength']} characters")
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        for k in schema.get("required", []):
-            if k not in value:
-                raise ValueError(f"{path}: missing required key {k!r}")
-        if schema.get("additionalProperties") is False:
-            extra = sorted(set(value) - set(props))
-            if extra:
-                raise ValueError(f"{path}: unexpected keys {extra[:5]}")
-        for k, sub in props.items():
-            if k in value:
-                validate_json(value[k], sub, f"{path}.{k}")
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            raise ValueError(f"{path}: fewer than {schema['minItems']} items")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise ValueError(f"{path}: more than {schema['maxItems']} items")
-        if isinstance(schema.get("items"), dict):
-            for i, v in enumerate(value):
-                validate_json(v, schema["items"], f"{path}[{i}]")
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        raise ValueError(f"{error.json_path}: {error.message[:300]}")
 
 
 def json_parser(schema: dict[str, Any] | None = None) -> Callable[[str], Any]:

@@ -206,13 +206,21 @@ class MechanismStore:
             return None
 
     def active_names(self, level: int, rev: str = "main") -> list[str]:
-        text = self._read(rev, f"active/L{level}.toml")
+        """The slugs ``active/L<level>.toml`` enables on ``rev``, checked by the policy's ``check_toml`` (the file
+        is the one a user may edit by hand in the store's git): a broken one is a StoreError naming line and
+        column, never a half-read list."""
+        from recur.mechanism_store.policy import check_toml
+
+        path = f"active/L{level}.toml"
+        text = self._read(rev, path)
         if not text:
             return []
-        try:
-            return list(tomllib.loads(text).get("mechanisms", []))
-        except tomllib.TOMLDecodeError as exc:
-            raise StoreError(f"active/L{level}.toml on {rev} is not valid TOML: {exc}") from None
+        listing = self.repo.git.ls_tree("--name-only", rev, f"mechanisms/L{level}/")
+        known = {Path(name).stem for name in listing.splitlines() if name.endswith(".py")}
+        problems = check_toml(text, known)
+        if problems:
+            raise StoreError(f"{path} on {rev}: {problems[0]} (fix it with git in {self.path})")
+        return list(tomllib.loads(text).get("mechanisms", []))
 
     # ------------------------------------------------------------- writes
     def add_candidate(self, level: int, slug: str, source: str, *, parent: str | None = None,

@@ -146,6 +146,24 @@ def test_a_store_without_main_is_a_clear_error(store_dir: Path, workdir: Path) -
     assert res.returncode == 1 and "no main branch" in res.stderr
 
 
+@pytest.mark.parametrize("text, message", [
+    ('mechanisms = ["tabu", "nope"]\n', "nope"),  # a slug main has no module for
+    ('mechanisms = ["tabu"\n', "toml-syntax"),  # a hand edit that broke the syntax
+    ('mechanisms = ["tabu", "tabu"]\n', "tabu"),  # listed twice
+])
+def test_a_hand_edited_active_toml_is_checked_by_the_policy(store_dir: Path, workdir: Path, text: str,
+                                                              message: str) -> None:
+    store = MechanismStore(store_dir)
+    store.promote(store.add_candidate(1, "tabu", builtin_source("tabu")).branch)
+    assert store.active_names(1) == ["tabu"]
+    (store_dir / "active" / "L1.toml").write_text(text)  # what a user might commit with plain git
+    git(store_dir, "commit", "-qam", "hand edit")
+    with pytest.raises(StoreError, match=rf"active/L1.toml on main: \d+:\d+: .*{message}"):
+        store.active_names(1)
+    res = run_cli("run", "--model", "scripted", "--task", "synthetic", "--max-trials", "4", cwd=workdir)
+    assert res.returncode == 1 and "active/L1.toml on main" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_a_dirty_work_tree_is_left_alone_and_reported(store_dir: Path, workdir: Path) -> None:
     store = MechanismStore(store_dir)
     first = store.add_candidate(1, "tabu", builtin_source("tabu"))
