@@ -16,7 +16,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from recur.levels.heldout import measure_races
@@ -34,13 +34,15 @@ def null_rate(n: int, workers: int) -> tuple[float, list[dict]]:
     return sum(r["verdict"] == "promoted" for r in results) / n, results
 
 
-def evaluations(path: Path, seeds: int, workers: int, **kw) -> list[dict]:
-    def one(seed: int) -> dict:
-        with tempfile.TemporaryDirectory() as d:
-            return evaluate_mechanism(str(path), 1, RunOptions(task="synthetic", model="scripted", seed=seed, **kw), Path(d))
+def _evaluate_one(path: Path, seed: int, kw: dict) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        return evaluate_mechanism(str(path), 1, RunOptions(task="synthetic", model="scripted", seed=seed, **kw), Path(d))
 
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, range(seeds)))
+
+def evaluations(path: Path, seeds: int, workers: int, **kw) -> list[dict]:
+    """One process per evaluation at a time (CPython 3.11's ast.parse is not safe in concurrent threads)."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_evaluate_one, [path] * seeds, range(seeds), [kw] * seeds))
 
 
 def main() -> None:

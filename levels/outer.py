@@ -206,7 +206,7 @@ class OuterLoop(Loop):
 
     def _candidate(self, ctx: StepContext, spec: dict[str, Any], decision: dict[str, Any] | None = None) -> Candidate:
         rt, k = self.rt, self.level
-        report = rt.gate(spec["source"], ctx.seed % 1000)
+        report = rt.gate(spec["source"])
         slug = spec.get("slug") or spec["family"]
         meta = {"Model": spec.get("model"), "Family": spec["family"], "Diagnosis": spec.get("diagnosis")}
         if spec.get("parent"):  # recursive bootstrapping goes through the store's port operation

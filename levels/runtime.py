@@ -37,14 +37,16 @@ class Runtime:
     trial_cache: dict[str, Any] = field(default_factory=dict)  # trial id -> Trial, for lineage histories
     gate_cache: dict[str, Any] = field(default_factory=dict)  # sha256 of a source -> its GateReport
 
-    def gate(self, source: str, seed: int) -> Any:
-        """The gate's report for ``source``, run once per source per run: the arms of an outer race propose
-        the same mechanisms, and property tests of an unchanged module are the slowest step of a candidate."""
-        from recur.mechanism_store.gate import gate
+    def gate(self, source: str) -> Any:
+        """The gate's report for ``source``: a function of the source (mechanism_store/gate.py ``cached_gate``),
+        kept in memory for the run and on disk for the machine; the arms of an outer race and every run of an
+        ablation propose the same modules again."""
+        from recur.core.workspace import default_cache_dir
+        from recur.mechanism_store.gate import cached_gate
 
         key = hashlib.sha256(source.encode()).hexdigest()
         if key not in self.gate_cache:
-            self.gate_cache[key] = gate(source, seed=seed)
+            self.gate_cache[key] = cached_gate(source, default_cache_dir())
         return self.gate_cache[key]
 
     def remember(self, trials: list) -> None:
