@@ -36,10 +36,6 @@ class Workspace:
     def store_path(self) -> Path:
         return self.root / "store"
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / "recur.toml"
-
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 

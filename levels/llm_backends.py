@@ -20,7 +20,7 @@ from string import Template
 from typing import Any
 
 from recur.core.edits import EditError, coerce
-from recur.core.llm import LLMClient, cut_section
+from recur.core.llm import LLMClient, cut_section, parse_json
 
 PROMPTS = Path(__file__).parent / "prompts"
 HOOK_API = ("guide(context)->context; propose(context, rng)->[proposal]; filter(proposals, history)->subset; "
@@ -180,7 +180,7 @@ class Level1LLMBackend:
             return {"params": edits, "diff": diff or None, "reason": str(data.get("reason", ""))[:200]}
 
         def parse(raw: str) -> list[dict[str, Any]]:
-            items = _items(json.loads(_json_block(raw)), "proposals", "changes")
+            items = _items(parse_json(raw), "proposals", "changes")
             out: list[dict[str, Any]] = []
             seen: list[tuple[str, Any]] = []
             for i, item in enumerate(items[:k]):
@@ -233,11 +233,6 @@ def family_groups(allowed: list[str], k: int, seed: int, tags: set[str], familie
     random.Random(f"outer-groups-{seed % variants}").shuffle(order)
     fits = lambda f: bool(tags & set(families.get(f, {}).get("answers", [])))  # noqa: E731
     return [sorted(order[j::k], key=lambda f: not fits(f)) for j in range(k)]
-
-
-def _json_block(raw: str) -> str:
-    m = re.search(r"```(?:json)?\s*(\{.*\})\s*```", raw, re.S)
-    return m.group(1) if m else raw.strip()
 
 
 def _code_block(raw: str) -> str:
@@ -322,7 +317,7 @@ class OuterLLMBackend:
         dropped: list[str] = []
 
         def parse_specs(raw: str) -> list[dict[str, Any]]:
-            items = _items(json.loads(_json_block(raw)), "specs", "family")
+            items = _items(parse_json(raw), "specs", "family")
             out: list[dict[str, Any]] = []
             seen = set(done)
             dropped.clear()

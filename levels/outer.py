@@ -266,6 +266,7 @@ class OuterLoop(Loop):
         cand_gain = _gain_from(cand, lin.best, maximize)
         ctrl_gain = _gain_from(ctrl, lin.best, maximize) if ctrl is not None else 0.0
         pair = {"cand_gain": cand_gain, "ctrl_gain": ctrl_gain, "diff": (cand_gain - ctrl_gain) / n,
+                "diff_per_second": _per_second(cand_gain, cand) - _per_second(ctrl_gain, ctrl),  # the GPU-hour view
                 "first": order[0][0],
                 "cand_trials": cand.trials, "ctrl_trials": ctrl.trials if ctrl is not None else 0,
                 "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds if ctrl is not None else 0.0,
@@ -422,6 +423,11 @@ class OuterLoop(Loop):
             store.promote(info.branch, **trailers)
         elif info.status != status or info.trailers.get("Trial") != c.id:
             store.update(info.branch, status, **trailers)
+
+
+def _per_second(gain: float, window: WindowResult | None) -> float:
+    """Gain of the task metric per second of trial time (0 for a window that spent none)."""
+    return gain / window.seconds if window is not None and window.seconds > 0 else 0.0
 
 
 def _gain_from(window: WindowResult, start: float | None, maximize: bool) -> float:

@@ -111,9 +111,5 @@ def gate(source: str, max_examples: int = 20, seed: int = 0, call_timeout_s: flo
     from recur.mechanism_store.properties import check_properties
 
     with Sandbox({"candidate": source}, call_timeout_s=call_timeout_s) as sandbox:
-        def caller(hook: str, args: list, call_seed: int):
-            r = sandbox.call("candidate", hook, args, call_seed)
-            return r.ok, r.value, r.error, r.seconds
-
-        results = check_properties(caller, hooks, max_examples=max_examples, seed=seed)
+        results = check_properties(sandbox.caller("candidate"), hooks, max_examples=max_examples, seed=seed)
     return GateReport(all(r.passed for r in results), hooks, [], results)
