@@ -27,6 +27,14 @@ from typing import Any
 
 HOOKS: dict[str, int] = {"guide": 1, "propose": 2, "filter": 2, "select": 3, "accept": 3}
 """Hook name -> number of positional arguments after ``self`` (the static policy checks the arity)."""
+RNG_HOOKS = frozenset({"propose", "select", "accept"})
+"""Hooks whose last parameter is ``rng``: the sandbox appends ``random.Random(seed)`` to the JSON args."""
+ALLOWED_MODULES: tuple[str, ...] = (
+    "math", "random", "statistics", "collections", "collections.abc", "itertools", "heapq", "bisect",
+    "functools", "dataclasses", "typing", "enum", "json",
+)
+"""The standard modules a mechanism may import (besides this one): the static policy checks imports against
+it and the sandbox worker enforces it at run time, both from this one tuple."""
 
 
 class Mechanism:

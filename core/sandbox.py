@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from recur.core.mechanism_api import HOOKS
+from recur.core.mechanism_api import HOOKS, RNG_HOOKS
 from recur.core.records import json_safe
 
 __all__ = ["Sandbox", "SandboxResult", "SandboxError", "MiB", "RNG_HOOKS", "JSON_ARGS"]
@@ -51,8 +51,6 @@ __all__ = ["Sandbox", "SandboxResult", "SandboxError", "MiB", "RNG_HOOKS", "JSON
 MiB = 1 << 20
 _WORKER_MODULE = "recur.core.sandbox_worker"
 _CPU_RECYCLE_FRACTION = 0.8  # restart a worker proactively once it used this share of its RLIMIT_CPU
-RNG_HOOKS = frozenset({"propose", "select", "accept"})
-"""Hooks whose last parameter is ``rng``: the worker appends ``random.Random(seed)`` to the JSON args."""
 JSON_ARGS: dict[str, int] = {h: n - (h in RNG_HOOKS) for h, n in HOOKS.items()}
 """Hook name -> number of JSON arguments a caller passes (HOOKS counts rng too)."""
 

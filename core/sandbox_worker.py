@@ -31,14 +31,14 @@ Containment, in order of strength:
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
 
-_ALLOWED_IMPORTS = frozenset({
-    "math", "random", "statistics", "collections", "collections.abc", "itertools", "heapq", "bisect",
-    "functools", "dataclasses", "typing", "enum", "json", "recur.core.mechanism_api", "__future__",
-})
+from recur.core.mechanism_api import ALLOWED_MODULES, RNG_HOOKS
+
+_ALLOWED_IMPORTS = frozenset(ALLOWED_MODULES) | {"recur.core.mechanism_api", "__future__"}
 _PRELOAD = tuple(sorted(_ALLOWED_IMPORTS - {"__future__"})) + (
     "copy", "fractions", "decimal", "numbers", "re", "string", "inspect", "json.decoder", "json.encoder",
     "traceback", "time",
@@ -61,7 +61,6 @@ _BLOCKED_PREFIXES = frozenset({
 })
 _FRAME_ATTRS = frozenset({"gi_frame", "cr_frame", "ag_frame", "tb_frame", "f_back", "f_globals", "f_locals",
                           "f_builtins", "gi_code", "cr_code", "ag_code"})
-_RNG_HOOKS = frozenset({"propose", "select", "accept"})
 _MAX_ERROR_CHARS = 2000
 _JSON_MAX_DEPTH = 256
 
@@ -259,7 +258,7 @@ class _Worker:
         seed = req.get("seed", 0)
         if slug not in self.codes:
             return {"ok": False, "error": self.errors.get(slug, f"unknown mechanism {slug!r}")}
-        n_args = self.hooks.get(hook, -1) - (hook in _RNG_HOOKS)  # HOOKS counts the rng argument too
+        n_args = self.hooks.get(hook, -1) - (hook in RNG_HOOKS)  # HOOKS counts the rng argument too
         if not isinstance(args, list) or len(args) != n_args:
             return {"ok": False, "error": f"bad call: hook {hook!r} with {len(args or [])} args"}
         filename = f"<mechanism:{slug}>"
@@ -298,7 +297,7 @@ class _Worker:
         cls.PARAMS = {**base_params, **self.copy.deepcopy(override)} if override else dict(base_params)
         instance = cls()
         fn = getattr(instance, hook)
-        if hook in _RNG_HOOKS:
+        if hook in RNG_HOOKS:
             return fn(*args, self.random.Random(seed))
         return fn(*args)
 
@@ -310,13 +309,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="recur.core.sandbox_worker", description="recur's mechanism sandbox worker")
+    ap.add_argument("--memory", type=int, default=512 << 20, help="RLIMIT_AS in bytes")
+    ap.add_argument("--cpu", type=int, default=60, help="RLIMIT_CPU in seconds")
+    ap.add_argument("--recursion", type=int, default=1000, help="Python recursion limit for hooks")
+    ap.add_argument("--max-result", type=int, default=16 << 20, help="largest JSON result in bytes")
+    return ap.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    opts = {"--memory": 512 << 20, "--cpu": 60, "--recursion": 1000, "--max-result": 16 << 20}
-    for i in range(0, len(argv) - 1, 2):
-        if argv[i] in opts:
-            opts[argv[i]] = int(argv[i + 1])
-    _apply_limits(opts["--memory"], opts["--cpu"])
+    args = _parse_args(argv)
+    _apply_limits(args.memory, args.cpu)
 
     # private protocol descriptors; 0/1/2 -> /dev/null so prints/reads by hooks cannot touch the protocol
     in_fd = os.dup(0)
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(mod)
         except ImportError:
             pass
-    worker = _Worker(opts["--recursion"], opts["--max-result"])
+    worker = _Worker(args.recursion, args.max_result)
     line = reader.readline()
     if not line:
         return 0
@@ -348,11 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     _late_limits()
     _State.loaded = frozenset(sys.modules)
     sys.addaudithook(_audit)
-    sys.setrecursionlimit(max(100, opts["--recursion"] + 50))  # + the worker's own frames
+    sys.setrecursionlimit(max(100, args.recursion + 50))  # + the worker's own frames
     _write_all(out_fd, json.dumps({"op": "ready", "pid": os.getpid(), "errors": worker.errors}).encode() + b"\n")
 
     dumps, loads, process_time = json.dumps, json.loads, time.process_time
-    max_result = opts["--max-result"]
+    max_result = args.max_result
     while True:
         try:
             line = reader.readline()

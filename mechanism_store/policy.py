@@ -111,10 +111,7 @@ RULES: dict[str, str] = {
     "toml-params": "a params table for an inactive mechanism, or a value that is not a JSON-like literal",
 }
 
-ALLOWED_MODULES: tuple[str, ...] = (
-    "math", "random", "statistics", "collections", "collections.abc", "itertools", "heapq", "bisect",
-    "functools", "dataclasses", "typing", "enum", "json",
-)
+ALLOWED_MODULES: tuple[str, ...] = mechanism_api.ALLOWED_MODULES
 API_MODULE = "recur.core.mechanism_api"
 API_NAMES: frozenset[str] = frozenset(mechanism_api.__all__)  # the base class and its pure helpers
 

@@ -26,9 +26,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from recur.core.mechanism_api import HOOKS
+from recur.core.mechanism_api import HOOKS, RNG_HOOKS
 
-RNG_HOOKS = frozenset({"propose", "select", "accept"})
 STATUSES = ("ok", "crash", "timeout", "nan", "oom", "void", "invalid")
 FAILED = STATUSES[1:]
 COMMON_NAMES = (

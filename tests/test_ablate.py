@@ -6,9 +6,22 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from recur.levels.ablate import COLUMNS, GROUPS, job_order
 from recur.mechanism_store.store import MechanismStore
+
+def _sign_flip_p(diffs: list[float]) -> float:
+    """Two-sided sign-flip p by enumerating every sign pattern (1.0 when every difference is 0)."""
+    from itertools import product
+
+    if not any(diffs):
+        return 1.0
+    observed = abs(sum(diffs))
+    patterns = list(product((1, -1), repeat=len(diffs)))
+    return sum(abs(sum(s * d for s, d in zip(p, diffs))) >= observed - 1e-12 for p in patterns) / len(patterns)
+
 
 ARGS = ("ablate", "--task", "synthetic", "--model", "scripted", "--repeats", "2", "--max-trials", "14",
         "--groups", "A,B,D", "--transfer-task", "synthetic", "--seed", "3")
@@ -36,7 +49,10 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
     rows = {r["group"]: r for r in results["groups"]}
     assert list(rows) == ["A", "B", "D"] and all(r["repeats"] == 2 for r in rows.values())
     assert all(r["trials_mean"] == 14 for r in rows.values())  # the same level-1 budget for every group
-    assert rows["A"]["p_vs_A"] is None and 0 <= rows["D"]["p_vs_A"] <= 1
+    assert rows["A"]["p_vs_A"] is None
+    for g in ("B", "D"):  # the table's p is the two-sided sign-flip test of the paired deltas, counted here by hand
+        diffs = [x - y for x, y in zip(rows[g]["deltas"], rows["A"]["deltas"])]
+        assert rows[g]["p_vs_A"] == pytest.approx(_sign_flip_p(diffs))
 
     jobs = {(p.parent.name): json.loads(p.read_text()) for p in out.glob("*-r*/ablation-job.json")}
     assert sorted(jobs) == ["A-r0", "A-r1", "B-r0", "B-r1", "D-r0", "D-r1"]
@@ -85,6 +101,9 @@ def test_report_of_an_ablation_only_workspace(workdir: Path) -> None:
     with Image.open(workdir / "rep" / "ablation.png") as im:
         im.load()
         assert 600 <= im.size[0] <= 4000
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 20)
+        inked = sum(n for n, c in colours if c != (255, 255, 255)) / (im.size[0] * im.size[1])
+        assert len(colours) > 20 and inked > 0.01  # drawn on: bars, axes and labels, not a blank canvas
     html = (workdir / "rep" / "index.html").read_text()
     assert '<img src="ablation.png"' in html and '<img src="best_so_far.png"' in html
     assert html.count("Not plotted:") == 3  # trials, lineage and hook calls need a run's own trace

@@ -313,9 +313,9 @@ def test_paired_pvalue_monte_carlo_beyond_exact_range_is_seeded() -> None:
 
 def test_paired_pvalue_rejects_at_about_the_nominal_rate_under_the_null() -> None:
     rng = np.random.default_rng(2024)
-    ps = [paired_pvalue(rng.standard_t(3, size=10).tolist(), seed=i) for i in range(300)]
+    ps = [paired_pvalue(rng.standard_t(3, size=10).tolist(), seed=i) for i in range(1000)]
     rate = sum(p < 0.05 for p in ps) / len(ps)
-    assert 0.01 <= rate <= 0.10
+    assert 0.03 <= rate <= 0.065  # nominal 0.05; 1000 draws put a valid test there with sd 0.007 (measured 0.044)
     assert 0.4 <= statistics.fmean(ps) <= 0.6  # a valid p-value is roughly uniform under the null
 
 
@@ -388,5 +388,5 @@ def test_two_sample_pvalue_works_for_two_against_two() -> None:
 def test_two_sample_pvalue_is_small_for_a_clear_shift_and_calibrated_under_the_null() -> None:
     rng = np.random.default_rng(99)
     assert two_sample_pvalue(rng.normal(0, 1, 10).tolist(), rng.normal(3, 1, 10).tolist()) < 0.01
-    ps = [two_sample_pvalue(rng.normal(0, 1, 6).tolist(), rng.normal(0, 1, 6).tolist(), seed=i) for i in range(200)]
-    assert 0.0 <= sum(p < 0.05 for p in ps) / len(ps) <= 0.10
+    ps = [two_sample_pvalue(rng.normal(0, 1, 6).tolist(), rng.normal(0, 1, 6).tolist(), seed=i) for i in range(1000)]
+    assert 0.03 <= sum(p < 0.05 for p in ps) / len(ps) <= 0.065  # nominal 0.05, sd 0.007 over 1000 draws
