@@ -34,8 +34,21 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+class JsonRecord:
+    """JSON round trip shared by the record dataclasses: strict JSON out (NaN -> null), known fields in (a
+    field missing from older rows takes its default; ``Candidate`` has no defaults but ``parent``)."""
+
+    def to_json(self) -> str:
+        return json.dumps(json_safe(asdict(self)), sort_keys=True)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, text: str):  # type: ignore[no-untyped-def]
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})  # type: ignore[arg-type]
+
+
 @dataclass
-class Candidate:
+class Candidate(JsonRecord):
     """Something a level will try: an edit of train.py at level 1, a mechanism at level 2 and above."""
 
     id: str
@@ -45,17 +58,9 @@ class Candidate:
     seed: int
     parent: str | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(json_safe(asdict(self)), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Candidate":
-        data = json.loads(text)
-        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
-
 
 @dataclass
-class Outcome:
+class Outcome(JsonRecord):
     """What evaluating a candidate gave. ``metric`` is None when the trial failed (see ``status``)."""
 
     status: str
@@ -67,30 +72,14 @@ class Outcome:
     def ok(self) -> bool:
         return self.status == OK and self.metric is not None and math.isfinite(self.metric)
 
-    def to_json(self) -> str:
-        return json.dumps(json_safe(asdict(self)), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Outcome":
-        data = json.loads(text)
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
 
 @dataclass
-class Decision:
+class Decision(JsonRecord):
     """Keep or discard, and why (the reason is shown in status, export and reports)."""
 
     keep: bool
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(json_safe(asdict(self)), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Decision":
-        data = json.loads(text)
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass

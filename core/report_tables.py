@@ -7,7 +7,9 @@ from typing import Any
 from recur.core.trace import TraceStore, charged_trials
 
 
-def _best(values: list[float], maximize: bool) -> float | None:
+def best_value(values: list[float | None], maximize: bool) -> float | None:
+    """The best finite value (None when there is none): the one definition of "best of a run" for tables,
+    reports and the ablation."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return (max(finite) if maximize else min(finite)) if finite else None
 
@@ -28,7 +30,7 @@ def level_summary(trace: TraceStore, run: dict[str, Any]) -> list[dict[str, Any]
             "ok": sum(t["status"] == "ok" for t in ts),
             "kept": sum(bool(t["kept"]) for t in ts),
             "failed": sum(t["status"] not in ("ok", "running") for t in ts),
-            "best": _best([t["metric"] for t in ts], maximize if level == 1 else True),
+            "best": best_value([t["metric"] for t in ts], maximize if level == 1 else True),
             "seconds": sum(t["seconds"] or 0.0 for t in ts),
             "model": ", ".join(sorted({c["model"] for c in cs if c["model"]})) or run["config"].get("model", "-"),
             "llm_calls": len(cs),

@@ -201,11 +201,12 @@ def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, bra
 
 
 def _best(trials: list[dict[str, Any]], maximize: bool) -> tuple[float | None, str | None]:
-    ok = [t for t in trials if t["metric"] is not None and t["status"] == "ok"]
-    if not ok:
-        return None, None
-    top = (max if maximize else min)(ok, key=lambda t: t["metric"])
-    return top["metric"], top["commit_sha"]
+    """The best ok trial's metric and commit (None, None when no trial succeeded)."""
+    from recur.core.report_tables import best_value
+
+    ok = [t for t in trials if t["status"] == "ok"]
+    value = best_value([t["metric"] for t in ok], maximize)
+    return (None, None) if value is None else (value, next(t["commit_sha"] for t in ok if t["metric"] == value))
 
 
 def best_so_far(trials: list[dict[str, Any]], start: float | None, maximize: bool) -> list[float | None]:

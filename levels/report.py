@@ -165,11 +165,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _best(values: list[float], maximize: bool) -> float | None:
-    vals = [v for v in values if _finite(v)]
-    return (max(vals) if maximize else min(vals)) if vals else None
-
-
 def trial_class(t: dict[str, Any]) -> str:
     """baseline, kept, discarded, failed or running."""
     payload = (t.get("candidate") or {}).get("payload") or {}
