@@ -1,16 +1,16 @@
-"""A workspace is the ``.recur/`` folder of a working directory: config, trace, store, run worktrees, lock.
+"""A workspace is the ``.recur/`` folder of a working directory: trace, store, run worktrees, lock.
 
-One run per workspace: ``recur run`` holds an exclusive ``flock`` on ``.recur/lock`` for its lifetime, so a
+One run per workspace: ``recur run`` holds an exclusive lock (``filelock``, an ``flock``) on ``.recur/lock`` for its lifetime, so a
 second run refuses at once with a clear message, and a run killed with ``kill -9`` releases it automatically.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from pathlib import Path
-from typing import IO
+
+import filelock
 
 
 def default_cache_dir() -> Path:
@@ -26,7 +26,7 @@ class Workspace:
     def __init__(self, workdir: Path | str | None = None):
         base = Path(workdir or ".").resolve()
         self.root = base if base.name == ".recur" else base / ".recur"
-        self._lock_fh: IO[str] | None = None
+        self._lock: filelock.FileLock | None = None
 
     @property
     def trace_path(self) -> Path:
@@ -51,26 +51,23 @@ class Workspace:
     def lock(self) -> None:
         """Take the workspace lock or raise WorkspaceLocked naming the holder."""
         self.create()
-        path = self.root / "lock"
-        fh = open(path, "a+")
+        lock = filelock.FileLock(self.root / "lock", timeout=0)  # the kernel drops it when the holder dies
+        holder = self.root / "lock.holder"  # filelock truncates its own file, so who holds it is kept beside
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+            lock.acquire()
+        except filelock.Timeout:
+            try:
+                who = holder.read_text().strip()
+            except OSError:
+                who = ""
             raise WorkspaceLocked(
-                f"workspace {self.root} is in use by a running recur ({holder}); wait for it to finish, "
-                f"or use another --workdir"
+                f"workspace {self.root} is in use by a running recur ({who or 'another process'}); wait for it "
+                f"to finish, or use another --workdir"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        fh.flush()
-        self._lock_fh = fh
+        holder.write_text(json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        self._lock = lock
 
     def unlock(self) -> None:
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -17,18 +17,17 @@ other branch stays readable. Nothing already committed is rewritten.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import subprocess
-import time
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import filelock
 import git
 
 from recur.core.gitplumbing import branch_exists, commit_files
@@ -147,25 +146,19 @@ class MechanismStore:
     # ------------------------------------------------------------ locking
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        lock = Path(self.repo.git_dir) / "recur-store.lock"
-        with open(lock, "a") as fh:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreError(f"the mechanism store {self.path} is being written by another process "
-                                         f"(waited {self.lock_timeout:.0f} s); try again when it is done") from None
-                    time.sleep(0.05)
-            try:
-                self.main_sha = self._rev("main")
-                yield
-            except git.GitCommandError as exc:
-                raise StoreError(f"git failed on the store: {exc.stderr.strip() or exc}") from None
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        lock = filelock.FileLock(Path(self.repo.git_dir) / "recur-store.lock", timeout=self.lock_timeout)
+        try:
+            lock.acquire(poll_interval=0.05)
+        except filelock.Timeout:
+            raise StoreError(f"the mechanism store {self.path} is being written by another process "
+                             f"(waited {self.lock_timeout:.0f} s); try again when it is done") from None
+        try:
+            self.main_sha = self._rev("main")
+            yield
+        except git.GitCommandError as exc:
+            raise StoreError(f"git failed on the store: {exc.stderr.strip() or exc}") from None
+        finally:
+            lock.release()
 
     def _rev(self, ref: str) -> str:
         try:
