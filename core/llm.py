@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -402,7 +403,6 @@ class LLMClient:
         self.on_call = on_call
         self.offline = model == OFFLINE_MODEL
         self.litellm_model = OFFLINE_LITELLM_MODEL if self.offline else model
-        self._response_format_ok = True  # set False for good when the provider rejects response_format
         self._context_tokens: int | None | bool = False  # False = not looked up yet
 
     # ------------------------------------------------------------------ info
@@ -447,6 +447,28 @@ class LLMClient:
 
             offline_model.register()  # raises OfflineModelError (an LLMError) when llama-cpp or the gguf is missing
 
+    @property
+    def _endpoint(self) -> tuple[str, str]:
+        return (self.config.api_base or "", self.litellm_model)
+
+    @property
+    def structured_mode(self) -> str:
+        """How structured output is asked of this endpoint: ``json_schema``, ``json_object`` (with the schema,
+        as llama.cpp's server takes it) or ``prompt`` (the schema only in the prompt; parsing and re-asks)."""
+        return STRUCTURED_MODES.get(self._endpoint, "json_schema")
+
+    def _step_down(self) -> str:
+        """The endpoint refused this mode: remember the next one for every client of that endpoint, say so once."""
+        order = ("json_schema", "json_object", "prompt")
+        old = self.structured_mode
+        new = order[min(order.index(old) + 1, len(order) - 1)]
+        STRUCTURED_MODES[self._endpoint] = new
+        where = self.config.api_base or "the provider"
+        print(f"recur: {where} ({self.config.model}) refused response_format {old}; asking with "
+              + ("response_format json_object and the schema" if new == "json_object"
+                 else "the schema in the prompt, parsing and re-asking") + " from now on", file=sys.stderr)
+        return new
+
     def _request_kwargs(self, messages: list[dict[str, Any]], json_schema: dict | None, seed: int | None,
                         use_response_format: bool) -> dict[str, Any]:
         cfg = self.config
@@ -460,12 +482,17 @@ class LLMClient:
                 kw["api_base"] = cfg.api_base
             if cfg.api_key:
                 kw["api_key"] = cfg.api_key
+            elif cfg.api_base and self.litellm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+                kw["api_key"] = "no-key"  # a local OpenAI-compatible server needs none; the client insists on one
         if seed is not None:
             kw["seed"] = int(seed)
-        if json_schema is not None and use_response_format:
+        mode = self.structured_mode if not self.offline else "json_schema"
+        if json_schema is not None and use_response_format and mode == "json_schema":
             name = re.sub(r"[^A-Za-z0-9_-]", "_", str(json_schema.get("title") or "answer"))[:64] or "answer"
             kw["response_format"] = {"type": "json_schema",
                                      "json_schema": {"name": name, "schema": json_schema, "strict": False}}
+        elif json_schema is not None and use_response_format and mode == "json_object":
+            kw["response_format"] = {"type": "json_object", "schema": json_schema}
         return kw
 
     def _emit(self, record: dict[str, Any]) -> None:
@@ -514,7 +541,7 @@ class LLMClient:
                 totals["attempts"] += 1
                 rec = base_record(sent)
                 rec["attempt"] = totals["attempts"]
-                use_rf = self._response_format_ok or self.offline
+                use_rf = self.offline or self.structured_mode != "prompt"
                 t0 = time.monotonic()
                 try:
                     resp = litellm.completion(**self._request_kwargs(sent, json_schema, seed, use_rf))
@@ -522,9 +549,9 @@ class LLMClient:
                     rec["latency_s"] = time.monotonic() - t0
                     if (json_schema is not None and use_rf and not self.offline
                             and _rejects_response_format(exc)):
-                        # the provider cannot do structured output: drop it for good and ask again at once
-                        self._response_format_ok = False
-                        rec["outcome"] = "retry:response_format-rejected"
+                        # the provider cannot do this kind of structured output: step down and ask again at once
+                        rec["outcome"] = f"retry:response_format-{self.structured_mode}-rejected"
+                        self._step_down()
                         self._emit(rec)
                         tries["n"] -= 1
                         return attempt()
@@ -618,15 +645,22 @@ def _cost(litellm: Any, resp: Any) -> float:
         return 0.0
 
 
+STRUCTURED_MODES: dict[tuple[str, str], str] = {}
+"""(api_base, model) -> the structured-output mode that endpoint accepts, learnt from its refusals."""
+
+
 def _rejects_response_format(exc: BaseException) -> bool:
+    """Did the provider refuse the request's ``response_format``? A 400/422 that mentions structured output or
+    something unsupported; any other error only when it names ``response_format`` itself (litellm reports
+    llama.cpp's server refusing ``json_schema``, a 422 validation error, as an InternalServerError)."""
     litellm = _litellm()
-    if not isinstance(exc, (litellm.exceptions.BadRequestError, litellm.exceptions.UnprocessableEntityError)):
-        return False
-    if isinstance(exc, litellm.exceptions.ContextWindowExceededError):
+    if isinstance(exc, litellm.exceptions.ContextWindowExceededError) or not _is_llm_exception(exc):
         return False
     text = str(exc).lower()
-    return any(w in text for w in ("response_format", "json_schema", "response format", "structured output",
-                                   "unsupported", "not supported"))
+    if isinstance(exc, (litellm.exceptions.BadRequestError, litellm.exceptions.UnprocessableEntityError)):
+        return any(w in text for w in ("response_format", "json_schema", "response format", "structured output",
+                                       "unsupported", "not supported"))
+    return "response_format" in text
 
 
 def _add_schema_instruction(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:

@@ -185,10 +185,14 @@ def test_rejected_response_format_falls_back_to_prompt_only(server):
     client = make_client(server, calls)
     r = client.complete(MSGS, level=1, purpose="propose", json_schema=SCHEMA)
     assert r.value["param"] == "lr"
-    assert "response_format" in server.bodies[0] and "response_format" not in server.bodies[1]
-    assert [c["outcome"] for c in calls] == ["retry:response_format-rejected", "ok"]
+    # json_schema refused, then json_object (with the schema) refused, then the schema in the prompt only
+    assert server.bodies[0]["response_format"]["type"] == "json_schema"
+    assert server.bodies[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
+    assert "response_format" not in server.bodies[2]
+    assert [c["outcome"] for c in calls] == ["retry:response_format-json_schema-rejected",
+                                             "retry:response_format-json_object-rejected", "ok"]
     client.complete(MSGS, level=1, purpose="propose", json_schema=SCHEMA)  # remembered: no second rejection
-    assert len(server.requests) == 3 and "response_format" not in server.bodies[2]
+    assert len(server.requests) == 4 and "response_format" not in server.bodies[3]
 
 
 def test_known_model_is_priced(server):
