@@ -88,13 +88,19 @@ def format_trailers(trailers: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_TRAILER_LINE = re.compile(r"^([A-Za-z][A-Za-z-]*): (.*)$", re.M)
+TRAILERS = "%(trailers:only,unfold)"
+"""git's own trailer parser (``interpret-trailers``) as a format placeholder: one ``Key: value`` line per
+trailer, continuation lines unfolded, so ``for-each-ref`` reads every branch's trailers in one call."""
 
 
-def parse_trailers(message: str) -> dict[str, str]:
-    """The last paragraph's ``Key: value`` lines."""
-    block = message.strip().rpartition("\n\n")[2]
-    return {key: value.strip() for key, value in _TRAILER_LINE.findall(block)}
+def parse_trailers(block: str) -> dict[str, str]:
+    """``Key: value`` lines as git printed them for ``TRAILERS``."""
+    out = {}
+    for line in block.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def module_path(level: int, slug: str) -> str:
@@ -108,7 +114,7 @@ def active_toml(names: list[str]) -> str:
     return f"# mechanisms active at this level, in hook order\nmechanisms = [{inner}]\n"
 
 
-_LIST_FORMAT = "--format=%(refname:strip=2)%00%(objectname)%00%(contents)%01"
+_LIST_FORMAT = f"--format=%(refname:strip=2)%00%(objectname)%00{TRAILERS}%01"
 _BROKEN_REF = re.compile(r"ignoring broken ref refs/heads/(\S+)")
 
 
@@ -324,7 +330,7 @@ class MechanismStore:
         branch = self.resolve(name)
         sha = self._rev(f"refs/heads/{branch}")
         try:
-            message = self.repo.git.log("-1", "--format=%B", sha)
+            message = self.repo.git.log("-1", f"--format={TRAILERS}", sha)
         except git.GitCommandError:
             raise StoreError(f"mechanism branch {branch} is corrupt: its commit {sha[:12]} cannot be read "
                              f"(`git -C {self.path} fsck` for details)") from None
