@@ -1,25 +1,29 @@
 """Committing files to a branch with git plumbing (temporary index, ``commit-tree``, ``update-ref``).
 
+Blobs go through GitPython's object database; trees and commits through git's own plumbing, because
+``read-tree``/``update-index``/``write-tree`` on a temporary index changes a few paths of a base tree without
+touching any work tree, and ``update-ref NEW OLD`` is the compare-and-swap that makes a concurrent writer fail
+(GitPython's ``Commit.create_from_tree`` and ``IndexFile`` would need the same commands' logic rewritten).
+
 Used by the task repo and the mechanism store: a commit never needs a checkout, so several writers (parallel
 windows, a user with a dirty work tree) cannot trample each other's files, and ``update-ref`` with the old
 value makes a concurrent move of the branch fail loudly instead of losing a commit.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from typing import Mapping
 
 import git
+from gitdb import IStream
 
 
 def write_blob(repo: git.Repo, content: str) -> str:
-    with tempfile.NamedTemporaryFile("w", delete=False, suffix=".blob", encoding="utf-8") as fh:
-        fh.write(content)
-    try:
-        return repo.git.hash_object("-w", fh.name)
-    finally:
-        os.unlink(fh.name)
+    """Store ``content`` as a blob through GitPython's object database (no temporary file, no subprocess)."""
+    data = content.encode("utf-8")
+    return repo.odb.store(IStream(b"blob", len(data), io.BytesIO(data))).hexsha.decode()
 
 
 def commit_files(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -365,12 +364,9 @@ class MechanismStore:
         # A commit object is missing or unreadable: find which branches, and list the others.
         refs = [line.split(" ", 1) for line in self.repo.git.for_each_ref(
             "refs/heads/mech/", "--format=%(refname:strip=2) %(objectname)").splitlines() if line]
-        check = subprocess.run(["git", "-C", str(self.path), "cat-file", "--batch-check"], capture_output=True,
-                               text=True, input="".join(f"{sha}\n" for _, sha in refs))
-        states = check.stdout.splitlines()
         good = []
-        for (branch, sha), state in zip(refs, states):
-            if state.split()[-1:] == ["missing"] or " commit " not in f" {state} ":
+        for branch, sha in refs:
+            if self._object_type(sha) != "commit":
                 self.corrupt[branch] = f"its commit {sha[:12]} is missing from the object database"
             else:
                 good.append(f"refs/heads/{branch}")
@@ -381,6 +377,14 @@ class MechanismStore:
             raise StoreError(f"the store at {self.path} cannot be read: {err.strip().splitlines()[-1]} "
                              f"(run `git -C {self.path} fsck`)")
         return out
+
+    def _object_type(self, sha: str) -> str | None:
+        """The object's type through GitPython's object database (one long-lived ``cat-file`` it keeps), or
+        None when the object is missing or unreadable."""
+        try:
+            return self.repo.odb.info(bytes.fromhex(sha)).type.decode()
+        except (ValueError, OSError, git.GitCommandError):
+            return None
 
     def source(self, name: str) -> str:
         info = self.info(name)
