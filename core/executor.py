@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from recur.core.task import TrialSpec
 
 TERM_GRACE_S = 3.0
@@ -89,22 +91,18 @@ def kill_group(pgid: int, grace_s: float = TERM_GRACE_S) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is still in the group: a reaped leader's children may linger."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # zombies still count for killpg(0); look them up so a reaped leader's group reads as gone
-    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not pid.isdigit():
-            continue
+    for proc in psutil.process_iter(["status"]):  # killpg(0) also counts zombies; psutil tells them apart
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != b"Z":
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
                 return True
-        except (OSError, IndexError, ValueError):
+        except (ProcessLookupError, PermissionError):
             continue
     return False
 
