@@ -180,7 +180,8 @@ def offline_max_tokens(proposals: int, level: int = 1) -> int:
     return 40 + (120 if level == 1 else 180) * max(1, proposals)
 
 
-def backend_factory(opts: Any, rt: Any) -> Callable[[int], Any]:
+def backend_factory(opts: Any, trace: Any, run_id: str, budget: Any) -> Callable[[int], Any]:
+    """level -> the proposal backend of that level; model calls are traced and charged to the run's budget."""
     proposals = max(1, int(getattr(opts, "proposals", DEFAULT_PROPOSALS) or DEFAULT_PROPOSALS))
 
     def make(level: int) -> Any:
@@ -191,8 +192,8 @@ def backend_factory(opts: Any, rt: Any) -> Callable[[int], Any]:
         from recur.levels.llm_backends import Level1LLMBackend, OuterLLMBackend
 
         def on_call(call: dict) -> None:
-            rt.trace.record_llm_call(rt.run_id, call)
-            rt.budget.charge({"tokens": (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0),
+            trace.record_llm_call(run_id, call)
+            budget.charge({"tokens": (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0),
                               "usd": call.get("cost_usd") or 0.0})
 
         # hosted models: one module or K level-1 answers (diffs included); 4096 is the smallest output cap

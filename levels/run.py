@@ -175,25 +175,22 @@ class Run:
                            tokens=float(sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls)),
                            usd=sum(c["cost_usd"] or 0.0 for c in calls))
         self.config = stored["config"]
-        rt = Runtime(
+        from recur.levels.backends import backend_factory, invoker_factory
+        from recur.mechanism_store.store import MechanismStore
+
+        store = MechanismStore(self.ws.store_path)
+        for entry in opts.apply:
+            apply_builtin(store, entry)
+        return Runtime(
             run_id=self.run_id, seed=opts.seed, trace=self.trace, task=task, repo=repo,
             pool=WorkerPool(opts.workers), budget=budget, run_dir=run_dir, pins=self.config["pins"],
             trial_seconds=opts.trial_seconds, min_delta=opts.min_delta,
+            backend_factory=backend_factory(opts, self.trace, self.run_id, budget), invoker_factory=invoker_factory,
             settings={"workers": opts.workers, "window": opts.window, "meta_window": opts.meta_window,
                       "max_pairs": opts.max_pairs, "alpha": opts.alpha, "proposals": opts.proposals,
                       "levels": opts.levels},
-            on_trial=self.on_trial,
+            on_trial=self.on_trial, store=store,
         )
-        from recur.levels.backends import backend_factory, invoker_factory
-
-        rt.backend_factory = backend_factory(opts, rt)
-        rt.invoker_factory = invoker_factory
-        from recur.mechanism_store.store import MechanismStore
-
-        rt.store = MechanismStore(self.ws.store_path)
-        for entry in opts.apply:
-            apply_builtin(rt.store, entry)
-        return rt
 
     def baseline(self, rt: Runtime) -> WindowResult:
         """Repeat the unmodified files with different seeds: the start metric and the noise threshold."""
