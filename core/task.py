@@ -38,6 +38,8 @@ class Task(abc.ABC):
     maximize: bool = False
     editable: str = "train.py"  # the one file level 1 edits
     presets: tuple[str, ...] = ("default",)
+    ablation_trials: int | None = None  # level-1 trials per run `recur ablate` defaults to (None: the plan's)
+    ablation_parallel: bool = False  # runs are light CPU processes: `recur ablate` runs one per core by default
 
     def __init__(self, preset: str | None = None, options: dict[str, Any] | None = None):
         preset = preset or self.presets[0]

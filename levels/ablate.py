@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import statistics
 import sys
 import threading
@@ -47,7 +48,7 @@ class AblationSpec:
     model: str = "scripted"
     api_base: str | None = None
     seed: int = 0
-    workers: int = 1
+    workers: int | None = None  # None: one per core for a task whose runs are light CPU processes, else 1
     window: int = 3
     meta_window: int = 4
     max_pairs: int = 8
@@ -72,8 +73,17 @@ class AblationSpec:
                           max_pairs=self.max_pairs, alpha=self.alpha, apply=list(g["apply"]))
 
     def check(self) -> None:
+        from recur.core.task import TaskError, available_tasks
         from recur.levels.stack import PlanError
 
+        tasks = available_tasks()
+        if self.task not in tasks:
+            raise TaskError(f"unknown task {self.task!r}; installed tasks: {', '.join(sorted(tasks)) or 'none'}")
+        task_class = tasks[self.task].load()
+        if self.workers is None:
+            self.workers = (os.cpu_count() or 1) if task_class.ablation_parallel else 1
+        if self.max_trials is None and task_class.ablation_trials:
+            self.max_trials = int(task_class.ablation_trials)
         if self.max_trials is None:
             deepest = max(self.groups, key=lambda g: GROUPS.get(g, {"levels": 0})["levels"]) if self.groups else "A"
             if deepest in GROUPS:

@@ -12,13 +12,13 @@ def register(app: typer.Typer) -> None:
     def ablate(
         groups: str = typer.Option("A,B,C,D", "--groups", help="Comma-separated: A = level 1, B = A + parameter guidance (level 1.5), C = B + level 2, D = A + level 2, E = C + level 3."),
         repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per group, each from a fresh workspace with its own seed."),
-        max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials per run, baselines included, the same for every group (default: what the deepest group's default plan needs)."),
+        max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials per run, baselines included, the same for every group (default: the task's ablation budget, 100 on synthetic; else what the deepest group's default plan needs)."),
         task: str = typer.Option("synthetic", "--task", help="Task to optimise."),
         preset: Optional[str] = typer.Option(None, "--preset", help="Task preset (gpt_pretrain: cpu-tiny, gpu)."),
         model: str = typer.Option("scripted", "--model", help="Model for every level. Default scripted (the non-LLM search baseline) so an ablation takes minutes; offline (embedded SmolLM2) or any litellm model string to compare with a model."),
         api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
         seed: int = typer.Option(0, "--seed", help="Seed of repeat 0; repeat r uses seed + r in every group."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Runs at once (one GPU each when GPUs exist)."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Runs at once (one GPU each when GPUs exist; default: one per core for the synthetic task, else 1)."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per level-2 window."),
         meta_window: int = typer.Option(4, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
         max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most window pairs a race adds per candidate."),
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         try:
             spec.check()
             out.print(f"ablation {spec.id}: groups {','.join(spec.groups)} × {repeats} repeats × {spec.max_trials} "
-                      f"level-1 trials, {workers} worker(s); results in {root / spec.id}", highlight=False)
+                      f"level-1 trials, {spec.workers} worker(s); results in {root / spec.id}", highlight=False)
             results = run_ablation(spec, root, on_job)
         except (AblationError, RunError, TaskError) as exc:
             raise UserError(str(exc)) from None

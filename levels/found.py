@@ -56,10 +56,10 @@ def level_account(trials: list[dict[str, Any]], level: int, store_by_name: dict[
                      f"{counts.get('screened', 0)}; {sum(s == 'promoted' for _, s in screened_in)} of the "
                      f"{len(screened_in)} it passed won their race (the screen's precision on this run; a "
                      f"screened-out candidate is never raced, so its recall is not measured here).")
-    lines.append(f"Races spent {spent} real level-1 trials (both arms) for {promoted} promotion(s)"
+    lines.append(f"Races spent {spent} real level-1 trials (both arms, every one on the run's line of search) for {promoted} promotion(s)"
                  + (f": {spent / promoted:.0f} per promotion." if promoted else "."))
     if raced:
-        lines += ["", "| mechanism | verdict | race Δ gain per trial | p | pairs | hook calls (changed a decision) "
+        lines += ["", "| mechanism | verdict | race Δ gain per trial | p | blocks | hook calls (changed a decision) "
                       "| screen Δ per trial (p) | held-out |", "|---|---|---|---|---|---|---|---|"]
         for r, s in raced:
             info = (r["outcome"] or {}).get("info") or {}

@@ -24,6 +24,10 @@ class SyntheticTask(Task):
     metric_name = "metric"
     editable = "config.py"
     presets = ("default",)
+    # A, D and E x 10 repeats at 100 trials take 16.6 min on 2 cores (bench/RESULTS.md); at 50 level 2 has
+    # barely started racing when the run ends
+    ablation_trials = 100
+    ablation_parallel = True
 
     def populate(self, folder: Path) -> None:
         for name in FILES:
