@@ -138,6 +138,15 @@ def to_unit(value: Any, ax: list) -> float:
     return min(max((value - low) / (high - low), 0.0), 1.0)
 
 
+def known_unit(value: Any, ax: list) -> float | None:
+    """``to_unit`` for a value the axis knows (a listed choice, a number); None otherwise, so a caller can skip it."""
+    if ax[0] == "choice":
+        known = any(choice == value and type(choice) is type(value) for choice in ax[4])
+    else:
+        known = is_number(value)
+    return to_unit(value, ax) if known else None
+
+
 def from_unit(u: float, ax: list) -> Any:
     """The value at position ``u`` of ``ax`` (ints rounded, floats to 6 significant digits, clipped)."""
     u = min(max(float(u), 0.0), 1.0)
@@ -207,4 +216,4 @@ def lead(mine: list, proposals: list, step: int, every: int) -> list:
 
 
 __all__ = ["HOOKS", "Mechanism", "overridden_hooks", "is_number", "finite", "axis", "free_axes", "to_unit",
-           "from_unit", "record_params", "observations", "begin", "changes", "lead"]
+           "known_unit", "from_unit", "record_params", "observations", "begin", "changes", "lead"]

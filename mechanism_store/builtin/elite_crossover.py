@@ -21,61 +21,13 @@ default selector tries them; 0 = never) and after the policy's own proposals oth
 import json
 import math
 
-from recur.core.mechanism_api import Mechanism, axis, is_number
-
-
-
-
-
-
-def _to_unit(value, axis):
-    if axis[0] == "choice":
-        choices = axis[4]
-        for i in range(len(choices)):
-            if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
-                return (i + 0.5) / len(choices)
-        return None
-    if not is_number(value):
-        return None
-    low = axis[1]
-    high = axis[2]
-    value = float(value)
-    if axis[3]:
-        if value <= 0:
-            return 0.0
-        span = math.log(high) - math.log(low)
-        if span <= 0:
-            return 0.5
-        u = (math.log(value) - math.log(low)) / span
-    else:
-        span = high - low
-        if span <= 0:
-            return 0.5
-        u = (value - low) / span
-    return min(max(u, 0.0), 1.0)
-
-
-def _from_unit(u, axis):
-    u = min(max(u, 0.0), 1.0)
-    if axis[0] == "choice":
-        choices = axis[4]
-        return choices[min(int(u * len(choices)), len(choices) - 1)]
-    low = axis[1]
-    high = axis[2]
-    if axis[3]:
-        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    else:
-        value = low + u * (high - low)
-    if axis[0] == "int":
-        return int(min(max(round(value), low), high))
-    value = float("%.6g" % value)
-    return min(max(value, low), high)
+from recur.core.mechanism_api import Mechanism, axis, finite, from_unit, is_number, known_unit, record_params
 
 
 def _valid(value, axis):
     """``value`` made valid for the axis (clipped into range, rounded for ints), or None if it cannot be."""
     if axis[0] == "choice":
-        if _to_unit(value, axis) is None:
+        if known_unit(value, axis) is None:
             return None
         return value
     if not is_number(value):
@@ -84,26 +36,6 @@ def _valid(value, axis):
     if axis[0] == "int":
         return int(round(value))
     return value
-
-
-def _params(record):
-    if not isinstance(record, dict):
-        return {}
-    payload = record.get("payload")
-    if not isinstance(payload, dict):
-        return {}
-    params = payload.get("params")
-    if not isinstance(params, dict):
-        return {}
-    return params
-
-
-def _finite(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _canon(value):
@@ -125,8 +57,8 @@ def _distance(a, b, axes):
         ua = None
         ub = None
         if axis is not None:
-            ua = _to_unit(a[name], axis)
-            ub = _to_unit(b[name], axis)
+            ua = known_unit(a[name], axis)
+            ub = known_unit(b[name], axis)
         if ua is None or ub is None:
             if _canon(a[name]) != _canon(b[name]):
                 total += 1.0
@@ -146,8 +78,8 @@ def _points(history, incumbent, axes, maximize):
     for record in history:
         if not isinstance(record, dict):
             continue
-        edits = _params(record)
-        metric = _finite(record.get("metric"))
+        edits = record_params(record)
+        metric = finite(record.get("metric"))
         if record.get("status") == "ok" and metric is not None and edits:
             point = {}
             for name in sorted(axes):
@@ -208,10 +140,10 @@ def _mutate(params, name, axis, sigma, rng):
         choices = axis[4]
         params[name] = choices[rng.randrange(len(choices))]
         return
-    u = _to_unit(params[name], axis)
+    u = known_unit(params[name], axis)
     if u is None:
         u = rng.random()
-    params[name] = _from_unit(u + rng.gauss(0.0, sigma), axis)
+    params[name] = from_unit(u + rng.gauss(0.0, sigma), axis)
 
 
 def _edits(point, incumbent):
@@ -316,7 +248,7 @@ class EliteCrossover(Mechanism):
             kind = ",".join(sorted(edits))
             parent_kind = a[1].get("kind")
             if isinstance(parent_kind, str) and parent_kind == b[1].get("kind"):
-                if parent_kind != ",".join(sorted([str(k) for k in _params(a[1])])):
+                if parent_kind != ",".join(sorted([str(k) for k in record_params(a[1])])):
                     kind = parent_kind
             rationale = "crossover of elites %s and %s" % (_label(a[1]), _label(b[1]))
             if mutated:

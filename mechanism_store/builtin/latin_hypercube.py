@@ -15,52 +15,9 @@ the policy's own proposals are dropped; else the design's points go first every 
 (so the default selector tries them; 0 = never) and after the policy's own otherwise (for a selector).
 """
 import json
-import math
 import random
 
-from recur.core.mechanism_api import Mechanism, free_axes, is_number
-
-
-
-
-
-
-def _to_unit(value, axis):
-    if not is_number(value):
-        return 0.5
-    low = axis[1]
-    high = axis[2]
-    value = float(value)
-    if axis[3]:
-        if value <= 0:
-            return 0.0
-        span = math.log(high) - math.log(low)
-        if span <= 0:
-            return 0.5
-        u = (math.log(value) - math.log(low)) / span
-    else:
-        span = high - low
-        if span <= 0:
-            return 0.5
-        u = (value - low) / span
-    return min(max(u, 0.0), 1.0)
-
-
-def _from_unit(u, axis):
-    u = min(max(u, 0.0), 1.0)
-    if axis[0] == "choice":
-        choices = axis[4]
-        return choices[min(int(u * len(choices)), len(choices) - 1)]
-    low = axis[1]
-    high = axis[2]
-    if axis[3]:
-        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    else:
-        value = low + u * (high - low)
-    if axis[0] == "int":
-        return int(min(max(round(value), low), high))
-    value = float("%.6g" % value)
-    return min(max(value, low), high)
+from recur.core.mechanism_api import Mechanism, free_axes, from_unit, to_unit
 
 
 def _design_seed(history):
@@ -116,7 +73,7 @@ class LatinHypercube(Mechanism):
             lo = 0.0
             hi = 1.0
             if axis[0] != "choice":
-                centre = _to_unit(incumbent.get(name), axis)
+                centre = to_unit(incumbent.get(name), axis)
                 lo = centre - radius
                 hi = centre + radius
                 if lo < 0.0:
@@ -128,7 +85,7 @@ class LatinHypercube(Mechanism):
             column = []
             for i in range(n):
                 u = lo + (strata[i] + design.random()) / n * (hi - lo)
-                column.append(_from_unit(u, axis))
+                column.append(from_unit(u, axis))
             columns[name] = column
         kind = ",".join(names)
         added = []

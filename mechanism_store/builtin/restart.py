@@ -18,55 +18,7 @@ in which case a restart may go unkept or an ordinary trial be kept once.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism, free_axes, is_number
-
-
-
-
-
-
-def _to_unit(value, axis):
-    if axis[0] == "choice":
-        choices = axis[4]
-        for i in range(len(choices)):
-            if choices[i] == value and isinstance(choices[i], bool) == isinstance(value, bool):
-                return (i + 0.5) / len(choices)
-        return None
-    if not is_number(value):
-        return None
-    low = axis[1]
-    high = axis[2]
-    value = float(value)
-    if axis[3]:
-        if value <= 0:
-            return 0.0
-        span = math.log(high) - math.log(low)
-        if span <= 0:
-            return 0.5
-        u = (math.log(value) - math.log(low)) / span
-    else:
-        span = high - low
-        if span <= 0:
-            return 0.5
-        u = (value - low) / span
-    return min(max(u, 0.0), 1.0)
-
-
-def _from_unit(u, axis):
-    u = min(max(u, 0.0), 1.0)
-    if axis[0] == "choice":
-        choices = axis[4]
-        return choices[min(int(u * len(choices)), len(choices) - 1)]
-    low = axis[1]
-    high = axis[2]
-    if axis[3]:
-        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    else:
-        value = low + u * (high - low)
-    if axis[0] == "int":
-        return int(min(max(round(value), low), high))
-    value = float("%.6g" % value)
-    return min(max(value, low), high)
+from recur.core.mechanism_api import Mechanism, free_axes, from_unit, known_unit, record_params
 
 
 def _far_unit(centre, min_distance, rng):
@@ -81,18 +33,6 @@ def _far_unit(centre, min_distance, rng):
     if x < left:
         return x
     return centre + min_distance + (x - left)
-
-
-def _params(record):
-    if not isinstance(record, dict):
-        return {}
-    payload = record.get("payload")
-    if not isinstance(payload, dict):
-        return {}
-    params = payload.get("params")
-    if not isinstance(params, dict):
-        return {}
-    return params
 
 
 def _stagnation(history):
@@ -152,11 +92,11 @@ class Restart(Mechanism):
         tried = []
         if memory > 0:
             for record in history[-memory:]:
-                params = _params(record)
+                params = record_params(record)
                 point = {}
                 for name in names:
                     if name in params:
-                        u = _to_unit(params[name], axes[name])
+                        u = known_unit(params[name], axes[name])
                         if u is not None:
                             point[name] = u
                 if point:
@@ -167,7 +107,7 @@ class Restart(Mechanism):
             units = {}
             for name in names:
                 axis = axes[name]
-                centre = _to_unit(incumbent.get(name), axis)
+                centre = known_unit(incumbent.get(name), axis)
                 if axis[0] == "choice":
                     choices = axis[4]
                     others = [i for i in range(len(choices)) if centre is None or abs((i + 0.5) / len(choices) - centre) > 1e-9]
@@ -180,7 +120,7 @@ class Restart(Mechanism):
                 if centre is None:
                     centre = 0.5
                 u = _far_unit(centre, min_distance, rng)
-                params[name] = _from_unit(u, axis)
+                params[name] = from_unit(u, axis)
                 units[name] = u
             nearest = 1e9
             for point in tried:

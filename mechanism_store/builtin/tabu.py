@@ -19,7 +19,7 @@ subset of one); with ``aspiration`` = 0 the result is empty and the hook runner 
 import json
 import math
 
-from recur.core.mechanism_api import Mechanism
+from recur.core.mechanism_api import Mechanism, record_params
 
 
 def _is_number(value):
@@ -28,18 +28,6 @@ def _is_number(value):
     if isinstance(value, int):
         return True
     return isinstance(value, float) and math.isfinite(value)
-
-
-def _params(item):
-    if not isinstance(item, dict):
-        return {}
-    payload = item.get("payload")
-    if not isinstance(payload, dict):
-        return {}
-    params = payload.get("params")
-    if not isinstance(params, dict):
-        return {}
-    return params
 
 
 def _kind(item):
@@ -90,7 +78,7 @@ def _bucket(value, scale):
 
 
 def _key(item, scales):
-    params = _params(item)
+    params = record_params(item)
     parts = []
     for name in sorted([str(n) for n in params]):
         parts.append([name, _bucket(params.get(name), scales.get(name))])
@@ -122,7 +110,7 @@ class Tabu(Mechanism):
                 if not int(p.get("include_failed", 1)) and record.get("status") != "ok":
                     continue
                 window.append(record)
-        points = [_params(r) for r in window] + [_params(q) for q in proposals]
+        points = [record_params(r) for r in window] + [record_params(q) for q in proposals]
         scales = _scales(
             points,
             int(p.get("linear_buckets", 10)),
