@@ -79,7 +79,8 @@ def main() -> None:
 
     t_llama_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    from recur.core.llm import LLMClient, LLMConfig, _litellm
+    from recur.core.llm import LLMClient, LLMConfig
+    from recur.core.llm_errors import litellm_module as _litellm
 
     _litellm()
     t_litellm_import = time.perf_counter() - t0

@@ -18,6 +18,9 @@ Layers, from the wire up:
   providers (dropped for good if the provider rejects it) plus a line in the prompt with the schema.
 * **Accounting**: every HTTP attempt calls ``on_call`` with one dict (the trace store's ``llm_calls`` row).
 
+The concerns around the client live beside it: prompt fitting (``llm_prompt``), JSON answers and schemas
+(``llm_json``), errors and their classification (``llm_errors``); their public names are re-exported here.
+
 Importing this module does not import litellm (the CLI must start fast); litellm is imported on first use,
 with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so it never fetches a price list from the network.
 """
@@ -28,12 +31,21 @@ import math
 import os
 import re
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from recur.core.llm_errors import (LLMError, NoUsableAnswer, error_message, is_llm_exception, is_retryable,
+                                   litellm_module, rejects_response_format, short_error)
+from recur.core.llm_json import add_schema_instruction, json_parser, parse_json, validate_json
+from recur.core.llm_prompt import (CHARS_PER_TOKEN, CUT_CLOSE, CUT_OPEN, MESSAGE_OVERHEAD_TOKENS, cut_section,
+                                   estimate_tokens, fit_messages, messages_tokens)
+
+__all__ = ["LLMClient", "LLMConfig", "LLMReply", "LLMError", "NoUsableAnswer", "parse_json", "validate_json",
+           "json_parser", "cut_section", "fit_messages", "estimate_tokens", "CHARS_PER_TOKEN",
+           "MESSAGE_OVERHEAD_TOKENS", "CUT_OPEN", "CUT_CLOSE", "OFFLINE_MODEL", "SCRIPTED_MODEL"]
 
 T = TypeVar("T")
 
@@ -42,17 +54,6 @@ SCRIPTED_MODEL = "scripted"
 OFFLINE_PROVIDER = "recur-offline"
 OFFLINE_LITELLM_MODEL = f"{OFFLINE_PROVIDER}/smollm2"
 OFFLINE_CONTEXT_TOKENS = 2048
-
-CHARS_PER_TOKEN = 3.5  # rough token estimate for tokenizers we do not have
-MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators per message
-
-
-class LLMError(RuntimeError):
-    """An LLM call that could not give a usable answer; ``str(err)`` is one line meant for the user."""
-
-
-class NoUsableAnswer(LLMError):
-    """The model answered, but nothing parsed after every re-ask: a level may fall back to its scripted move."""
 
 
 @dataclass
@@ -97,288 +98,6 @@ class LLMReply(Generic[T]):
     cut_report: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------- litellm import
-_litellm_lock = threading.Lock()
-_litellm_mod: Any = None
-
-
-def _litellm() -> Any:
-    """Import litellm once, quietly and without network."""
-    global _litellm_mod
-    if _litellm_mod is None:
-        with _litellm_lock:
-            if _litellm_mod is None:
-                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-                import litellm
-
-                litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
-                litellm.telemetry = False
-                _litellm_mod = litellm
-    return _litellm_mod
-
-
-# ---------------------------------------------------------------------------------------------- fit_messages
-CUT_OPEN = "\u27e6cut:"  # ⟦cut:NAME⟧ or ⟦cut:NAME:head⟧
-CUT_CLOSE = "\u27e6/cut\u27e7"  # ⟦/cut⟧
-_CUT_RE = re.compile("\u27e6cut:([A-Za-z0-9_.-]+)(?::(head|tail))?\u27e7(.*?)\u27e6/cut\u27e7", re.S)
-
-
-def cut_section(name: str, text: str, keep: str = "tail") -> str:
-    """Mark ``text`` as a part ``fit_messages`` may shorten when the prompt is too long.
-
-    ``keep="tail"`` (default) drops the oldest lines first (histories, logs); ``keep="head"`` drops the end.
-    The markers never reach the model: ``fit_messages`` (which ``LLMClient.complete`` always runs) strips them.
-    """
-    if keep not in ("head", "tail"):
-        raise ValueError("keep must be 'head' or 'tail'")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"bad section name {name!r}")
-    return f"{CUT_OPEN}{name}{':head' if keep == 'head' else ''}\u27e7{text}{CUT_CLOSE}"
-
-
-def estimate_tokens(text: str) -> int:
-    """Approximate token count, len(text)/3.5, for tokenizers we do not have."""
-    return int(math.ceil(len(text) / CHARS_PER_TOKEN))
-
-
-def _messages_tokens(messages: list[dict[str, Any]], count: Callable[[str], int] | None = None) -> int:
-    count = count or estimate_tokens
-    return sum(count(str(m.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-
-
-def _shorten(text: str, drop_chars: int, keep: str) -> tuple[str, int]:
-    """Remove about ``drop_chars`` characters from one end of ``text`` at a line boundary; return (text, removed)."""
-    if drop_chars <= 0 or not text:
-        return text, 0
-    if drop_chars >= len(text):
-        return "", len(text)
-    if keep == "tail":
-        cut = text.find("\n", drop_chars)
-        cut = drop_chars if cut < 0 or cut - drop_chars > 200 else cut + 1
-        return text[cut:], cut
-    cut = text.rfind("\n", 0, len(text) - drop_chars)
-    cut = len(text) - drop_chars if cut < 0 or (len(text) - drop_chars) - cut > 200 else cut
-    return text[:cut], len(text) - cut
-
-
-def fit_messages(messages: list[dict[str, Any]], max_tokens: int | None,
-                 count: Callable[[str], int] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Shorten a conversation so its estimated size fits ``max_tokens`` prompt tokens; strip cut markers.
-
-    Tokens are counted with ``count(text)`` (the model's tokenizer when known; default len(text)/3.5) plus 4 per
-    message. In order, until the prompt fits:
-      1. marked sections (``cut_section``) are shortened, the largest first, from their old end (or their
-         tail when marked ``keep="head"``), at line boundaries; a note ``[... N characters cut ...]`` stays;
-      2. the oldest messages other than the first system message and the last message are dropped;
-      3. the largest remaining message is cut in the middle.
-    ``max_tokens=None`` only strips markers. Returns (new messages, report) where the report is
-    ``{"tokens_before", "tokens_after", "limit", "cuts": [{"section"|"dropped_message"|"message", "chars"}...]}``
-    (``cuts`` empty when nothing was removed). The input list is not modified.
-    """
-    # Each message content becomes a list of parts: plain strings and section dicts.
-    parsed: list[list[Any]] = []
-    for m in messages:
-        content = m.get("content")
-        parts: list[Any] = []
-        if isinstance(content, str):
-            pos = 0
-            for mt in _CUT_RE.finditer(content):
-                if mt.start() > pos:
-                    parts.append(content[pos:mt.start()])
-                parts.append({"name": mt.group(1), "keep": mt.group(2) or "tail", "text": mt.group(3), "removed": 0})
-                pos = mt.end()
-            if pos < len(content):
-                parts.append(content[pos:])
-        parsed.append(parts)
-
-    def part_text(p: Any) -> str:
-        if isinstance(p, str):
-            return p
-        if not p["removed"]:
-            return p["text"]
-        note = f"[... {p['removed']} characters cut ...]"
-        if not p["text"]:
-            return note
-        return note + "\n" + p["text"] if p["keep"] == "tail" else p["text"] + "\n" + note
-
-    def render(i: int) -> dict[str, Any]:
-        m = dict(messages[i])
-        if isinstance(m.get("content"), str):
-            m["content"] = "".join(part_text(p) for p in parsed[i])
-        return m
-
-    keep_idx = list(range(len(messages)))
-    cuts: list[dict[str, Any]] = []
-
-    def total() -> int:
-        return _messages_tokens([render(i) for i in keep_idx], count)
-
-    before = total()
-    if max_tokens is None or before <= max_tokens:
-        out = [render(i) for i in keep_idx]
-        return out, {"tokens_before": before, "tokens_after": before, "limit": max_tokens, "cuts": cuts}
-
-    # 1. marked sections, largest first
-    while total() > max_tokens:
-        sections = [p for i in keep_idx for p in parsed[i] if not isinstance(p, str) and p["text"]]
-        if not sections:
-            break
-        sec = max(sections, key=lambda p: len(p["text"]))
-        # characters per token of this section (digits and code tokenise far denser than prose)
-        ratio = len(sec["text"]) / max(1, (count or estimate_tokens)(sec["text"]))
-        excess_chars = int((total() - max_tokens) * ratio) + 48  # + room for the note
-        sec["text"], removed = _shorten(sec["text"], excess_chars, sec["keep"])
-        if removed <= 0:
-            break
-        sec["removed"] += removed
-        cuts.append({"section": sec["name"], "chars": removed})
-
-    # 2. drop oldest middle messages
-    while total() > max_tokens:
-        protected = {keep_idx[-1]}
-        if messages[keep_idx[0]].get("role") == "system":
-            protected.add(keep_idx[0])
-        droppable = [i for i in keep_idx if i not in protected]
-        if not droppable:
-            break
-        i = droppable[0]
-        cuts.append({"dropped_message": i, "chars": len(str(render(i).get("content") or ""))})
-        keep_idx.remove(i)
-
-    # 3. cut the largest message in the middle
-    while total() > max_tokens:
-        textual = [j for j in keep_idx if isinstance(messages[j].get("content"), str)]
-        if not textual:
-            break
-        i = max(textual, key=lambda j: len(render(j)["content"]))
-        text = render(i)["content"]
-        ratio = len(text) / max(1, (count or estimate_tokens)(text))
-        excess_chars = int((total() - max_tokens) * ratio) + 64
-        if len(text) <= 80:
-            break
-        drop = min(len(text) - 40, excess_chars + 40)
-        mid = len(text) // 2
-        a, b = mid - drop // 2, mid - drop // 2 + drop
-        parsed[i] = [text[:a] + f"[... {drop} characters cut ...]" + text[b:]]
-        cuts.append({"message": i, "chars": drop})
-
-    after = total()
-    return [render(i) for i in keep_idx], {"tokens_before": before, "tokens_after": after, "limit": max_tokens,
-                                           "cuts": cuts}
-
-
-# ---------------------------------------------------------------------------------------------- JSON helpers
-def parse_json(text: str) -> Any:
-    """Parse a JSON value from a model answer, tolerating code fences and prose around one object/array."""
-    s = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", s, re.S)
-    if fence:
-        s = fence.group(1).strip()
-    try:
-        return json.loads(s)
-    except json.JSONDecodeError as first:
-        starts = [i for i in (s.find("{"), s.find("[")) if i >= 0]
-        if starts:
-            start = min(starts)
-            end = max(s.rfind("}"), s.rfind("]"))
-            if end > start:
-                try:
-                    return json.loads(s[start:end + 1])
-                except json.JSONDecodeError:
-                    pass
-        raise ValueError(f"not valid JSON: {first.msg} at line {first.lineno} column {first.colno}") from None
-
-
-def validate_json(value: Any, schema: dict[str, Any]) -> None:
-    """Check ``value`` against ``schema`` (JSON Schema, by the ``jsonschema`` library); raise ValueError naming
-    the most relevant problem and where it is, a line a re-ask can quote back to the model."""
-    import jsonschema
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if error is not None:
-        raise ValueError(f"{error.json_path}: {error.message[:300]}")
-
-
-def json_parser(schema: dict[str, Any] | None = None) -> Callable[[str], Any]:
-    """A ``parse`` function: ``parse_json`` then ``validate_json`` against ``schema`` (when given)."""
-
-    def parse(text: str) -> Any:
-        value = parse_json(text)
-        if schema is not None:
-            validate_json(value, schema)
-        return value
-
-    return parse
-
-
-# ---------------------------------------------------------------------------------------------- errors
-def _status_code(exc: BaseException) -> int | None:
-    code = getattr(exc, "status_code", None)
-    if isinstance(code, int):
-        return code
-    resp = getattr(exc, "response", None)
-    code = getattr(resp, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    """Transport errors, timeouts, 408/409/429 and 5xx are worth another try; everything else is final."""
-    litellm = _litellm()
-    ex = litellm.exceptions
-    if isinstance(exc, (ex.AuthenticationError, ex.NotFoundError, ex.PermissionDeniedError, ex.BadRequestError,
-                        ex.UnprocessableEntityError, ex.ContentPolicyViolationError, ex.ContextWindowExceededError,
-                        ex.BudgetExceededError)):
-        return False
-    if isinstance(exc, (ex.RateLimitError, ex.Timeout, ex.APIConnectionError, ex.InternalServerError,
-                        ex.ServiceUnavailableError, ex.BadGatewayError)):
-        return True
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    try:
-        import httpx
-
-        if isinstance(exc, (httpx.TransportError, httpx.TimeoutException)):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(exc, ex.APIError) or type(exc).__module__.startswith(("litellm", "openai")):
-        code = _status_code(exc)
-        return code is None or code in (408, 409, 429) or code >= 500
-    return False
-
-
-def _is_llm_exception(exc: BaseException) -> bool:
-    import httpx
-
-    return type(exc).__module__.startswith(("litellm", "openai")) or isinstance(
-        exc, (httpx.HTTPError, TimeoutError, ConnectionError))
-
-
-def _short(msg: str, n: int = 300) -> str:
-    line = " ".join(str(msg).split())
-    line = re.sub(r"^(litellm\.)?\w+(Error|Timeout):\s*", "", line)
-    line = re.sub(r"^\w+Exception - ", "", line)
-    return line if len(line) <= n else line[: n - 3] + "..."
-
-
-def _error_message(exc: BaseException, model: str) -> str:
-    """One clear line for an LLM failure."""
-    litellm = _litellm()
-    ex = litellm.exceptions
-    detail = _short(str(exc), 240)
-    if isinstance(exc, ex.AuthenticationError):
-        return (f"authentication failed for model {model!r}: set the provider's API key (e.g. OPENAI_API_KEY, "
-                f"ANTHROPIC_API_KEY) or pass --api-key ({detail})")
-    if isinstance(exc, ex.NotFoundError):
-        return f"model {model!r} was not found by its provider (check the model name and --api-base): {detail}"
-    if isinstance(exc, ex.ContextWindowExceededError):
-        return f"the prompt is longer than model {model!r} accepts: {detail}"
-    if isinstance(exc, ex.BadRequestError):
-        return f"model {model!r} rejected the request: {detail}"
-    return f"{type(exc).__name__} from model {model!r}: {detail}"
-
-
 # ---------------------------------------------------------------------------------------------- client
 class _AttemptFailed(Exception):
     """Internal: carries a transport error out of tenacity together with its attempt record."""
@@ -419,7 +138,7 @@ class LLMClient:
                 ctx = OFFLINE_CONTEXT_TOKENS
             if ctx is None:
                 try:
-                    info = _litellm().get_model_info(self.litellm_model)
+                    info = litellm_module().get_model_info(self.litellm_model)
                     ctx = info.get("max_input_tokens") or info.get("max_tokens")
                 except Exception:
                     ctx = None
@@ -511,14 +230,14 @@ class LLMClient:
         import tenacity
 
         self._prepare()
-        litellm = _litellm()
+        litellm = litellm_module()
         cfg = self.config
         if parse is None:
             parse = json_parser(json_schema) if json_schema is not None else (lambda s: s)  # type: ignore[assignment]
 
         conversation = [dict(m) for m in messages]
         if json_schema is not None and not self.offline:
-            conversation = _add_schema_instruction(conversation, json_schema)
+            conversation = add_schema_instruction(conversation, json_schema)
 
         t_start = time.monotonic()
         totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "attempts": 0}
@@ -548,17 +267,17 @@ class LLMClient:
                 except Exception as exc:  # noqa: BLE001 - classified below
                     rec["latency_s"] = time.monotonic() - t0
                     if (json_schema is not None and use_rf and not self.offline
-                            and _rejects_response_format(exc)):
+                            and rejects_response_format(exc)):
                         # the provider cannot do this kind of structured output: step down and ask again at once
                         rec["outcome"] = f"retry:response_format-{self.structured_mode}-rejected"
                         self._step_down()
                         self._emit(rec)
                         tries["n"] -= 1
                         return attempt()
-                    if not _is_llm_exception(exc):
+                    if not is_llm_exception(exc):
                         raise  # a bug, not a transport problem: let it surface as it is
-                    last = tries["n"] > cfg.max_retries or not _is_retryable(exc)
-                    rec["outcome"] = (f"error:{_error_message(exc, cfg.model)}" if last
+                    last = tries["n"] > cfg.max_retries or not is_retryable(exc)
+                    rec["outcome"] = (f"error:{error_message(exc, cfg.model)}" if last
                                       else f"retry:{type(exc).__name__}")
                     self._emit(rec)
                     raise
@@ -568,7 +287,7 @@ class LLMClient:
                 pt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
                 ct = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
                 if not pt:
-                    pt = _messages_tokens(sent)
+                    pt = messages_tokens(sent)
                 if not ct and text:
                     ct = estimate_tokens(text)
                 rec.update(response=text, prompt_tokens=pt, completion_tokens=ct, cost_usd=_cost(litellm, resp))
@@ -581,7 +300,7 @@ class LLMClient:
                 stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
                 wait=(tenacity.wait_exponential(multiplier=cfg.retry_wait_s, max=cfg.retry_wait_max_s)
                       + tenacity.wait_random(0, cfg.retry_wait_s)),
-                retry=tenacity.retry_if_exception(lambda e: _is_llm_exception(e) and _is_retryable(e)),
+                retry=tenacity.retry_if_exception(lambda e: is_llm_exception(e) and is_retryable(e)),
                 reraise=True,
             )
             return retrying(attempt)
@@ -593,16 +312,16 @@ class LLMClient:
             try:
                 resp, rec = one_request(sent)
             except Exception as exc:
-                if _is_llm_exception(exc):
+                if is_llm_exception(exc):
                     n = totals["attempts"]
-                    raise LLMError(f"{_error_message(exc, cfg.model)} (level {level}, {purpose}, "
+                    raise LLMError(f"{error_message(exc, cfg.model)} (level {level}, {purpose}, "
                                    f"{n} attempt{'s' if n != 1 else ''})") from exc
                 raise
             text = rec["response"]
             try:
                 value = parse(text)
             except Exception as exc:  # noqa: BLE001 - any parse failure is a re-ask
-                msg = _short(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc), 200)
+                msg = short_error(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc), 200)
                 rec["outcome"] = f"parse-error:{msg}"
                 self._emit(rec)
                 if reasks >= cfg.max_reasks:
@@ -647,30 +366,3 @@ def _cost(litellm: Any, resp: Any) -> float:
 
 STRUCTURED_MODES: dict[tuple[str, str], str] = {}
 """(api_base, model) -> the structured-output mode that endpoint accepts, learnt from its refusals."""
-
-
-def _rejects_response_format(exc: BaseException) -> bool:
-    """Did the provider refuse the request's ``response_format``? A 400/422 that mentions structured output or
-    something unsupported; any other error only when it names ``response_format`` itself (litellm reports
-    llama.cpp's server refusing ``json_schema``, a 422 validation error, as an InternalServerError)."""
-    litellm = _litellm()
-    if isinstance(exc, litellm.exceptions.ContextWindowExceededError) or not _is_llm_exception(exc):
-        return False
-    text = str(exc).lower()
-    if isinstance(exc, (litellm.exceptions.BadRequestError, litellm.exceptions.UnprocessableEntityError)):
-        return any(w in text for w in ("response_format", "json_schema", "response format", "structured output",
-                                       "unsupported", "not supported"))
-    return "response_format" in text
-
-
-def _add_schema_instruction(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """Append the JSON schema to the last user message, for providers without structured output."""
-    note = ("\n\nAnswer with only a JSON object (no prose, no code fences) that matches this JSON schema:\n"
-            + json.dumps(schema, separators=(",", ":")))
-    out = [dict(m) for m in messages]
-    for m in reversed(out):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            m["content"] = m["content"] + note
-            return out
-    out.append({"role": "user", "content": note.strip()})
-    return out

@@ -377,9 +377,9 @@ def register() -> Any:
     check_available()
     with _registered_lock:
         if _handler is None:
-            from recur.core.llm import _litellm
+            from recur.core.llm_errors import litellm_module
 
-            litellm = _litellm()
+            litellm = litellm_module()
             handler = handler_class()()
             entries = [e for e in (litellm.custom_provider_map or []) if e.get("provider") != OFFLINE_PROVIDER]
             litellm.custom_provider_map = entries + [{"provider": OFFLINE_PROVIDER, "custom_handler": handler}]
