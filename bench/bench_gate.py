@@ -19,8 +19,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from recur.levels.heldout import measure_races
-from recur.levels.mech_eval import evaluate_mechanism
+from recur.evidence.heldout import measure_races
+from recur.evidence.mech_eval import evaluate_mechanism
 from recur.levels.run import RunOptions
 
 MECHS = Path(__file__).resolve().parent.parent / "tests" / "mechanisms"

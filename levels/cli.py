@@ -20,10 +20,6 @@ def _parse_level_models(values: list[str]) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    from recur.levels.ablate_cli import register as register_ablate
-
-    register_ablate(app)
-
     @app.command()
     def run(
         levels: int = typer.Option(1, "--levels", min=1, max=8, help="How many levels to stack (1 = autoresearch)."),

@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
 
         from recur.core.cli import UserError, console
         from recur.core.task import TaskError
-        from recur.levels.mech_eval import evaluate_mechanism
+        from recur.evidence.mech_eval import evaluate_mechanism
         from recur.levels.run import RunError, RunOptions
 
         opts = RunOptions(task=task, preset=preset, model=model, max_pairs=max_pairs, alpha=alpha, window=window, seed=seed,

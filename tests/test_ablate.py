@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from recur.levels.ablate import COLUMNS, GROUPS, job_order
+from recur.evidence.ablate import COLUMNS, GROUPS, job_order
 from recur.mechanism_store.store import MechanismStore
 
 def _sign_flip_p(diffs: list[float]) -> float:

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 from recur.core.trace import TraceStore
-from recur.levels.heldout import measure_races
+from recur.evidence.heldout import measure_races
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.run import Run, RunOptions
 from recur.levels.window import Level1, WindowStart

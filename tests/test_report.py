@@ -127,7 +127,7 @@ def test_no_trace_is_one_clear_error_line(workdir: Path) -> None:
 
 def test_lineage_caps_a_large_store(tmp_path: Path) -> None:
     """60 branches (ports and variants among them): the 40 newest are drawn, with a note; no CLI needed."""
-    from recur.levels.report import LINEAGE_CAP, ReportData, plot_lineage
+    from recur.evidence.report import LINEAGE_CAP, ReportData, plot_lineage
     from recur.mechanism_store.store import MechanismInfo
 
     infos = []
@@ -148,7 +148,7 @@ def test_lineage_caps_a_large_store(tmp_path: Path) -> None:
 
 
 def test_importing_the_command_does_not_import_matplotlib() -> None:
-    code = ("import sys, typer; from recur.levels import report, report_cli; report_cli.register(typer.Typer()); "
+    code = ("import sys, typer; from recur.evidence import report, report_cli; report_cli.register(typer.Typer()); "
             "print('matplotlib' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"

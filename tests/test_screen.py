@@ -13,7 +13,7 @@ from recur.core.edits import read_constants
 from recur.core.hooks import ActiveMechanism
 from recur.core.policy import ScriptedBackend
 from recur.core.sandbox import Sandbox
-from recur.levels.ablate import best_so_far
+from recur.evidence.ablate import best_so_far
 from recur.levels.screen import ScreenSettings, fit_surrogate, policy_maker, screen, unit_row
 from recur.levels.simulate import run_level1
 from recur.mechanism_store.builtin import render

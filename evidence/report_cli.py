@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """PNG plots (trials, lineage, hook calls, newest ablation and its best-so-far curves), an index.html showing them, and "What level 2 found" (found.md)."""
         from recur.core.cli import UserError
-        from recur.levels.report import ReportError, build
+        from recur.evidence.report import ReportError, build
 
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} exists and is not a folder", code=2)
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"wrote {out / s.file}")
             else:
                 typer.echo(f"left out {s.key}: {s.missing}")
-        from recur.levels.report import FOUND
+        from recur.evidence.report import FOUND
 
         if (out / FOUND).is_file():
             typer.echo("")

@@ -681,7 +681,7 @@ def write_report(data: ReportData, out: Path) -> list[Section]:
         _section("best_so_far", "Best so far per group", "best_so_far.png", out, lambda p: plot_best_so_far(data, p),
                  data.ablation_missing or "the ablation's jobs recorded no best-so-far curves (made by an older recur)"),
     ]
-    from recur.levels.found import what_was_found
+    from recur.evidence.found import what_was_found
 
     found = what_was_found(data)
     (out / FOUND).unlink(missing_ok=True)

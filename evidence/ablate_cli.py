@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from recur.core.cli import UserError, console
         from recur.core.task import TaskError
         from recur.core.workspace import Workspace
-        from recur.levels.ablate import AblationError, AblationSpec, run_ablation, table_markdown
+        from recur.evidence.ablate import AblationError, AblationSpec, run_ablation, table_markdown
         from recur.levels.run import RunError
 
         spec = AblationSpec(groups=[g.strip().upper() for g in groups.split(",") if g.strip()], repeats=repeats,

@@ -28,7 +28,7 @@ def slug_for(name: str) -> str:
 
 def evaluate_mechanism(target: str, level: int, opts: RunOptions, workdir: Path | None) -> dict[str, Any]:
     """Judge ``target`` (a module file, or a store branch of the workspace) as a level-``level`` mechanism."""
-    from recur.levels.heldout import heldout_evaluate
+    from recur.evidence.heldout import heldout_evaluate
     from recur.levels.window import WindowStart
     from recur.mechanism_store.gate import gate
 

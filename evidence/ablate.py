@@ -130,7 +130,7 @@ def open_run(ws: Path, opts: Any) -> Any:
 def run_job(spec_path: Path) -> dict[str, Any]:
     """Run one (group, repeat): the level stack, then held-out (and transfer) checks of what it promoted."""
     from recur.core.trace import charged_trials
-    from recur.levels.heldout import describe, heldout_evaluate, heldout_lineage, promoted_branches
+    from recur.evidence.heldout import describe, heldout_evaluate, heldout_lineage, promoted_branches
     from recur.levels.window import WindowStart
 
     job = json.loads(spec_path.read_text())
@@ -187,7 +187,7 @@ def run_job(spec_path: Path) -> dict[str, Any]:
 
 def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, branch: str) -> dict[str, Any]:
     """Score a mechanism on ``spec.transfer_task`` in its own workspace: baseline, then paired windows."""
-    from recur.levels.heldout import heldout_evaluate
+    from recur.evidence.heldout import heldout_evaluate
     from recur.levels.run import RunOptions
     from recur.levels.window import WindowStart
 
@@ -256,7 +256,7 @@ def run_ablation(spec: AblationSpec, root: Path, on_job: Callable[[dict[str, Any
         if not finished.exists():
             job_path = ws / "ablation-job-spec.json"
             job_path.write_text(json.dumps({"ws": str(ws), "group": group, "repeat": repeat, "spec": asdict(spec)}))
-            argv = [sys.executable, "-m", "recur.levels.ablate", "job", str(job_path)]
+            argv = [sys.executable, "-m", "recur.evidence.ablate", "job", str(job_path)]
             res = pool.run(TrialSpec(argv=argv, cwd=ws, deadline_s=7 * 24 * 3600.0), ws / "ablation-job.log")
             if not finished.exists():
                 tail = (ws / "ablation-job.log").read_text(errors="replace")[-600:] if (ws / "ablation-job.log").exists() else ""
@@ -390,4 +390,4 @@ if __name__ == "__main__":  # one job, started by run_ablation through the execu
     if len(sys.argv) == 3 and sys.argv[1] == "job":
         run_job(Path(sys.argv[2]))
     else:
-        sys.exit("usage: python -m recur.levels.ablate job JOB.json")
+        sys.exit("usage: python -m recur.evidence.ablate job JOB.json")
