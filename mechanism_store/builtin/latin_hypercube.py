@@ -17,7 +17,7 @@ the policy's own proposals are dropped; else the design's points go first every 
 import json
 import random
 
-from recur.core.mechanism_api import Mechanism, free_axes, from_unit, to_unit
+from recur.core.mechanism_api import Mechanism, begin, from_unit, to_unit
 
 
 def _design_seed(history):
@@ -38,15 +38,9 @@ class LatinHypercube(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals = list(context.get("proposals") or [])
-        space = context.get("space")
-        if not isinstance(space, dict):
-            return proposals
+        proposals, axes, incumbent = begin(context)  # no usable space: no axes, proposals unchanged below
         history = context.get("history") or []
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict):
-            incumbent = {}
-        axes = free_axes(context)
+        incumbent = incumbent or {}
         names = sorted(axes)
         if not names:
             return proposals

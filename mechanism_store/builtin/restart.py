@@ -18,7 +18,7 @@ in which case a restart may go unkept or an ordinary trial be kept once.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism, free_axes, from_unit, known_unit, record_params
+from recur.core.mechanism_api import Mechanism, begin, from_unit, known_unit, record_params
 
 
 def _far_unit(centre, min_distance, rng):
@@ -74,13 +74,8 @@ class Restart(Mechanism):
             return proposals
         patience = max(int(p.get("patience", 8)), 1)
         run = _stagnation(history)
-        space = context.get("space")
-        if not isinstance(space, dict):
-            return proposals
-        incumbent = context.get("incumbent")
-        if not isinstance(incumbent, dict):
-            incumbent = {}
-        axes = free_axes(context)
+        _, axes, incumbent = begin(context)  # no usable space: no axes, proposals unchanged below
+        incumbent = incumbent or {}
         names = sorted(axes)
         if not names:
             return proposals
