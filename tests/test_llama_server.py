@@ -53,7 +53,7 @@ def llama_server(tmp_path: Path):
 
 def test_a_server_that_refuses_json_schema_does_not_end_the_run(llama_server: str, workdir: Path) -> None:
     res = run_cli("run", "--levels", "1", "--task", "synthetic", "--model", "openai/smollm2", "--api-base",
-                  llama_server, "--max-trials", "4", "--seed", "2", cwd=workdir, timeout=900,
+                  llama_server, "--max-trials", "4", "--seed", "2", "--proposals", "1", cwd=workdir, timeout=900,
                   env={"OPENAI_API_KEY": ""})  # a local server needs no key, and the user has none
     assert res.returncode == 0, res.stderr[-3000:]
     said = [line for line in res.stderr.splitlines() if "refused response_format json_schema" in line]
