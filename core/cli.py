@@ -115,11 +115,11 @@ def _raise_stopped(signum: int, _frame: Any) -> None:
     raise Stopped(signum)
 
 
-def _interrupted(exc: KeyboardInterrupt) -> int:
+def _interrupted(exc: KeyboardInterrupt, argv: list[str] | None) -> int:
     """One line on how the run was stopped and how to continue it; the shell's exit code for the signal."""
     signum = exc.signum if isinstance(exc, Stopped) else (_SIGNALS[0] if _SIGNALS else signal.SIGINT)
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    args = sys.argv[1:]
+    args = sys.argv[1:] if argv is None else argv
     again = ("run the same `recur ablate` command again to continue it" if "ablate" in args
              else "`recur run --resume` continues where it stopped")
     print(f"recur: interrupted by {how}; every finished trial is kept, {again}", file=sys.stderr)
@@ -135,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="recur")
         if _SIGNALS:  # typer returned 130 for the KeyboardInterrupt our handler raised
-            return _interrupted(Stopped(_SIGNALS[0]))
+            return _interrupted(Stopped(_SIGNALS[0]), argv)
         return result if isinstance(result, int) else 0
     except Exit as exc:
         return exc.exit_code
     except Abort as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            return _interrupted(cause)
+            return _interrupted(cause, argv)
         print("recur: aborted", file=sys.stderr)
         return 130
     except UsageError as exc:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recur: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt as exc:
-        return _interrupted(exc)
+        return _interrupted(exc, argv)
     except Exception as exc:  # a bug or an unforeseen environment problem: one line, details to a file
         report = _write_crash_report()
         print(f"recur: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

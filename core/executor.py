@@ -7,6 +7,7 @@ the wall time and the log tail. A local pool runs K trials at once, pinning one 
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -16,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -53,22 +55,29 @@ def _limits(spec: TrialSpec):
         if spec.cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        die_with_parent()
+        if prctl is not None:
+            die_with_parent(prctl)
 
+    prctl = _prctl()  # looked up here, in the parent: a forked child of a threaded process must not dlopen
     return apply
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the thread that started it dies (``PR_SET_PDEATHSIG``): a trial
-    runs in its own session, so without this a ``kill -9`` of recur would leave train.py (and its GPU) running
-    until its own budget ends. Runs in the child between fork and exec; a no-op where prctl is missing."""
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Any:
+    """libc's ``prctl`` (None where there is none)."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return
+        return None
+
+
+def die_with_parent(prctl: Any) -> None:
+    """Ask Linux to SIGKILL this process when the thread that started it dies (``PR_SET_PDEATHSIG``): a trial
+    runs in its own session, so without this a ``kill -9`` of recur would leave train.py (and its GPU) running
+    until its own budget ends. Runs in the child between fork and exec."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect: nobody is left to wait for us
         os._exit(1)
 

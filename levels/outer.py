@@ -243,12 +243,12 @@ class OuterLoop(Loop):
                 invoker.close()
         return {"decisions": len(decisions), "changed": changed}
 
-    def _block(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict, mech: ActiveMechanism,
+    def _block(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict,
                seed: int) -> tuple[dict[str, Any], WindowResult, Lineage]:
         """One block of the race: a candidate window and an incumbent window, one after the other on the
-        lineage, in a seeded random order. Both are measured against the block's start (the better of the two
-        windows' best trials, relative to the best the lineage had when the block began), so going second is
-        no handicap on average, and neither window repeats the other: every trial moves the search on."""
+        lineage, in a seeded random order. Each window's best trial is measured from the best the lineage had
+        when the block began, so going second is no handicap on average, and neither window repeats the other:
+        every trial moves the search on."""
         n, maximize = self.race.child_len, self.rt.task.maximize
         order = [("cand", with_mech), ("ctrl", base)]
         if derive_seed(seed, "arm-order", tag) % 2:
@@ -314,7 +314,7 @@ class OuterLoop(Loop):
                                                            or len(confirm) >= self.race.confirm)):
                 break
             pair, cand, lin = self._block(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base,
-                                          mech, candidate.seed)
+                                          candidate.seed)
             used += 1
             cand_windows.append(cand)
             if not pair["complete"]:  # the budget ran out inside the block: it does not count

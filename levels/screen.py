@@ -41,7 +41,6 @@ class ScreenSettings:
     seeds: int = 8  # paired simulated runs per kind of objective
     horizon: int = 30  # simulated level-1 trials per run
     alpha: float = 0.25  # one-sided p the candidate must reach (0 < alpha; 1 passes any positive mean)
-    min_gain: float = 0.0  # and a mean gain over the horizon above this
 
 
 def unit_row(point: dict[str, Any], space: dict[str, dict[str, Any]]) -> list[float]:
@@ -117,8 +116,7 @@ def screen(space: dict[str, dict[str, Any]], objectives: list[tuple[str, str, Ob
         by_kind.setdefault(kind, []).append(d)
     mean = statistics.fmean(diffs) if diffs else 0.0
     p = sign_flip_pvalue(diffs, seed=seed % 1000) if diffs else 1.0
-    worth = mean > 0 and mean * settings.horizon >= settings.min_gain
-    return {"passed": bool(diffs) and worth and p <= settings.alpha, "diff": mean, "p": p, "runs": len(diffs),
+    return {"passed": bool(diffs) and mean > 0 and p <= settings.alpha, "diff": mean, "p": p, "runs": len(diffs),
             "kinds": {k: statistics.fmean(v) for k, v in by_kind.items()}, "seconds": round(time.monotonic() - t0, 3),
             "settings": asdict(settings)}
 

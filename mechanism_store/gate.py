@@ -34,7 +34,6 @@ class GateReport:
                   for p in self.properties if not p.passed]
         return "\n".join(lines) or "passed"
 
-
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "hooks": list(self.hooks),
                 "violations": [[v.rule, v.line, v.column, v.message] for v in self.violations],
