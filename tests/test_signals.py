@@ -41,9 +41,12 @@ def _wait_for(predicate, timeout: float) -> bool:
 
 def _start_training(workdir: Path) -> subprocess.Popen:
     """`recur run` on cpu-tiny with trials long enough to be caught running (its baseline trial trains 60 s)."""
+    # as from a terminal: SIGINT at its default even when the test runner inherited it ignored (a job started
+    # with `&` from a script ignores it, and Python then installs no Ctrl-C handler at all)
     proc = subprocess.Popen([RECUR, "run", "--task", "gpt_pretrain", "--preset", "cpu-tiny", "--model", "scripted",
                              "--trial-seconds", "60", "--max-trials", "5"], cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if not _wait_for(lambda: _trainers(workdir), 120):
         proc.kill()
         pytest.fail("no train.py started within 120 s: " + (proc.communicate()[1] or "")[-2000:])
@@ -54,7 +57,10 @@ def _start_training(workdir: Path) -> subprocess.Popen:
 def test_a_stop_signal_ends_the_trial_and_says_how_to_continue(workdir: Path, sig: signal.Signals) -> None:
     proc = _start_training(workdir)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # leave nothing running if the signal was not obeyed
     assert proc.returncode == 128 + sig
     name = "Ctrl-C" if sig == signal.SIGINT else sig.name
     assert f"recur: interrupted by {name}" in err and "recur run --resume" in err and "Traceback" not in err, err
