@@ -167,9 +167,9 @@ def record_params(record: Any) -> dict:
 
 
 def observations(history: list, incumbent: dict, axes: dict, maximize: bool = False) -> list:
-    """``[loss, point]`` for every ok record with a finite metric, lower loss better (the metric, negated when
-    maximising). ``point`` is the full parameter point the trial ran: ``payload.point`` where level 1 recorded it,
-    else rebuilt from the edits (the record's own, then the latest kept ones, then the current incumbent)."""
+    """``[loss, point, record]`` for every ok record with a finite metric, lower loss better (the metric, negated
+    when maximising). ``point`` is the full parameter point the trial ran: ``payload.point`` where level 1 recorded
+    it, else rebuilt from the edits (the record's own, then the latest kept ones, then the current incumbent)."""
     state: dict = {}
     out = []
     for record in history:
@@ -189,7 +189,7 @@ def observations(history: list, incumbent: dict, axes: dict, maximize: bool = Fa
                     point[name] = state[name]
                 elif name in incumbent:
                     point[name] = incumbent[name]
-            out.append([-metric if maximize else metric, point])
+            out.append([-metric if maximize else metric, point, record])
         if record.get("kept") is True:
             state.update(edits)
     return out

@@ -245,25 +245,29 @@ class TraceStore:
 
     def trials(self, run_id: str | None = None, level: int | None = None) -> list[dict[str, Any]]:
         """Flat trial rows for status/export/report, oldest first."""
-        q = ("SELECT id, run_id, level, scope, step, kind, status, metric, seconds, kept, commit_sha, candidate,"
-             " outcome, decision, started, finished, attempts FROM trials WHERE 1=1")
-        args: list[Any] = []
-        if run_id:
-            q += " AND run_id=?"
-            args.append(run_id)
-        if level is not None:
-            q += " AND level=?"
-            args.append(level)
-        q += " ORDER BY started, rowid"
         cols = ["id", "run_id", "level", "scope", "step", "kind", "status", "metric", "seconds", "kept",
                 "commit_sha", "candidate", "outcome", "decision", "started", "finished", "attempts"]
         out = []
-        for r in self._conn.execute(q, args).fetchall():
-            d = dict(zip(cols, r))
+        for d in self._select("trials", cols, {"run_id": run_id, "level": level}, "started, rowid"):
             for key in ("candidate", "outcome", "decision"):
                 d[key] = json.loads(d[key]) if d[key] else None
             out.append(d)
         return out
+
+    def _select(self, table: str, cols: list[str], equal: dict[str, Any], order: str,
+                scope_prefix: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``table`` as dicts of ``cols``, filtered by the ``equal`` entries that are set (falsy strings
+        count as unset, as the callers' ``None`` does) and by a scope and its sub-scopes."""
+        q = f"SELECT {', '.join(cols)} FROM {table} WHERE 1=1"
+        args: list[Any] = []
+        for name, value in equal.items():
+            if value is not None and value != "":
+                q += f" AND {name}=?"
+                args.append(value)
+        if scope_prefix:
+            q += " AND (scope=? OR scope LIKE ?)"
+            args += [scope_prefix, scope_prefix + "/%"]
+        return [dict(zip(cols, r)) for r in self._conn.execute(f"{q} ORDER BY {order}", args).fetchall()]
 
     _TRIAL_SELECT = "SELECT id, scope, step, level, status, candidate, outcome, decision, commit_sha, attempts FROM trials "
 
@@ -312,15 +316,7 @@ class TraceStore:
 
     def hook_calls(self, run_id: str | None = None, scope_prefix: str | None = None) -> list[dict[str, Any]]:
         cols = ["run_id", "scope", "level", "mechanism", "hook", "calls", "errors", "seconds", "last_error", "changed"]
-        q = f"SELECT {', '.join(cols)} FROM hook_calls WHERE 1=1"
-        args: list[Any] = []
-        if run_id:
-            q += " AND run_id=?"
-            args.append(run_id)
-        if scope_prefix:
-            q += " AND (scope=? OR scope LIKE ?)"
-            args += [scope_prefix, scope_prefix + "/%"]
-        return [dict(zip(cols, r)) for r in self._conn.execute(q + " ORDER BY rowid", args).fetchall()]
+        return self._select("hook_calls", cols, {"run_id": run_id}, "rowid", scope_prefix=scope_prefix)
 
     def hook_totals(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
         """Calls, changed decisions and errors per (mechanism, hook), summed over every window of a run."""
@@ -339,15 +335,7 @@ class TraceStore:
 
     def events(self, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         cols = ["id", "run_id", "ts", "level", "kind", "message", "data"]
-        q = f"SELECT {', '.join(cols)} FROM events WHERE 1=1"
-        args: list[Any] = []
-        if run_id:
-            q += " AND run_id=?"
-            args.append(run_id)
-        if kind:
-            q += " AND kind=?"
-            args.append(kind)
-        rows = [dict(zip(cols, r)) for r in self._conn.execute(q + " ORDER BY id", args).fetchall()]
+        rows = self._select("events", cols, {"run_id": run_id, "kind": kind}, "id")
         for r in rows:
             r["data"] = json.loads(r["data"]) if r["data"] else None
         return rows

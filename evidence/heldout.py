@@ -53,7 +53,7 @@ def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, sc
     active = {lv: [m for m in ms if m.name.rsplit("-", 1)[0] != info.slug] for lv, ms in start.active.items() if lv <= k}
     state = OuterState(WindowStart(start.lineage, active))
     race = evaluator.race if screen else replace(evaluator.race, screen=None)
-    loop = OuterLoop(rt, k + 1, evaluator.child, state, None, race)
+    loop = OuterLoop(replace(evaluator, race=race, top=False, extra=[]), state, None)
     saved = rt.budget
     if not charge:
         rt.budget = Budget()  # held-out trials are extra: they never eat the run's budget

@@ -134,20 +134,13 @@ class OuterState:
 
 
 class OuterLoop(Loop):
-    def __init__(self, rt: Runtime, level: int, child: WindowRunner, state: OuterState, policy,
-                 race: RaceSettings, end_index: int | None = None, top: bool = False,
-                 extra: list[ExtraProposer] | None = None):
+    """One window of level k's search: what ``spec`` (the level) holds, plus this window's state and policy."""
+
+    def __init__(self, spec: "LevelK", state: OuterState, policy, end_index: int | None = None):
         from recur.mechanism_store.builtin import BUILTIN_FAMILIES
 
-        self.rt = rt
-        self.level = level
-        self.child = child
-        self.state = state
-        self.policy = policy
-        self.race = race
-        self.end_index = end_index
-        self.top = top
-        self.extra = extra or []
+        self.spec, self.state, self.policy, self.end_index = spec, state, policy, end_index
+        self.rt, self.level, self.child, self.race = spec.rt, spec.level, spec.child, spec.race
         self.families = BUILTIN_FAMILIES
         self.space = family_space(self.families)
 
@@ -177,7 +170,7 @@ class OuterLoop(Loop):
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         history = self.history()
-        for extra in self.extra:
+        for extra in self.spec.extra:
             ready = extra.propose(k, ctx.step, history)
             if ready is not None:
                 return self._candidate(ctx, ready)
@@ -382,7 +375,7 @@ class OuterLoop(Loop):
             [t.as_record() for t in history[-50:]], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
-        status = ("promoted" if self.top else "confirmed") if keep else "rejected"
+        status = ("promoted" if self.spec.top else "confirmed") if keep else "rejected"
         return Decision(keep, ("promote: " if keep else "reject: ") + why,
                         {"ci": [lo, hi], "p": race["p"], "status": status})
 
@@ -419,7 +412,7 @@ class OuterLoop(Loop):
                     "Trial": c.id}
         if info.status in KEEP_STATUSES:
             return  # a re-proposal never demotes what a run (or a user) promoted
-        if d.keep and self.top:
+        if d.keep and self.spec.top:
             store.promote(info.branch, **trailers)
         elif info.status != status or info.trailers.get("Trial") != c.id:
             store.update(info.branch, status, **trailers)
@@ -452,7 +445,7 @@ class LevelK:
         policy = make_policy(rt, k, start.active.get(k, []))
         state = OuterState(WindowStart(start.lineage, {lv: list(ms) for lv, ms in start.active.items() if lv < k}))
         end = None if steps is None else start.lineage.index + steps
-        loop = OuterLoop(rt, k, self.child, state, policy, self.race, end, self.top, self.extra)
+        loop = OuterLoop(self, state, policy, end)
         try:
             history = drive(loop, rt.trace, rt.run_id, scope, 10 ** 9, rt.budget, on_trial=rt.on_trial,
                             run_seed=rt.seed, stop=lambda: end is not None and state.start.lineage.index >= end)

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_cli
 from recur.evidence.ablate import COLUMNS, GROUPS, job_order
+from recur.mechanism_store.builtin import builtin_source
 from recur.mechanism_store.store import MechanismStore
 
 def _sign_flip_p(diffs: list[float]) -> float:
@@ -64,23 +65,29 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
         assert job["trials"] == 14 and len(job["best_commit"]) == 40
         applied = MechanismStore(Path(job["workspace"]) / ".recur" / "store").list(status="applied")
         assert [m.slug for m in applied] == GROUPS[name[0]]["apply"]  # B runs with freeze_guidance from the start
-        for m in job["promoted"]:  # every promotion is re-checked on held-out seeds and on the transfer task
-            info = MechanismStore(Path(job["workspace"]) / ".recur" / "store").info(m["name"])
-            assert "held-out seeds" in info.trailers["Held-Out"] and m["heldout_trials"] > 0
-            assert info.trailers["Transfer"].startswith("synthetic:")
+        promoted = MechanismStore(Path(job["workspace"]) / ".recur" / "store").list(status="promoted")
+        assert [m["name"] for m in job["promoted"]] == [m.name for m in promoted]
 
     table = list(csv.reader(io.StringIO((out / "table.csv").read_text())))
     assert table[0] == COLUMNS and [row[0] for row in table[1:]] == ["A", "B", "D"]
     assert (out / "table.md").read_text().startswith("Δ best metric")
 
-    # the same command again reads finished jobs back; a lost job result is rebuilt from its finished run
+    # the same command again reads finished jobs back; a lost job result is rebuilt from its finished run, and
+    # every promotion in it (one planted here, so the check never depends on a run happening to promote) is
+    # re-checked on held-out seeds and on the transfer task, outside the run's budget
     lost = out / "D-r1" / "ablation-job.json"
     before = json.loads(lost.read_text())
+    store = MechanismStore(Path(before["workspace"]) / ".recur" / "store")
+    planted = store.promote(store.add_candidate(1, "tpe", builtin_source("tpe")).branch)
     lost.unlink()
     again = run_cli(*ARGS, cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads(lost.read_text())
     assert after["delta"] == before["delta"] and after["trials"] == 14
+    entry = [m for m in after["promoted"] if m["name"] == planted.name][0]
+    info = MechanismStore(Path(after["workspace"]) / ".recur" / "store").info(planted.name)
+    assert "held-out seeds" in info.trailers["Held-Out"] and entry["heldout_trials"] > 0
+    assert info.trailers["Transfer"].startswith("synthetic:") and "transfer" in entry
     assert json.loads((out / "results.json").read_text())["groups"][0]["deltas"] == rows["A"]["deltas"]
 
 

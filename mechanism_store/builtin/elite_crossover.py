@@ -21,7 +21,7 @@ default selector tries them; 0 = never) and after the policy's own proposals oth
 import json
 import math
 
-from recur.core.mechanism_api import Mechanism, axis, finite, from_unit, is_number, known_unit, record_params
+from recur.core.mechanism_api import Mechanism, axis, from_unit, is_number, known_unit, observations, record_params
 
 
 def _valid(value, axis):
@@ -68,37 +68,19 @@ def _distance(a, b, axes):
 
 
 def _points(history, incumbent, axes, maximize):
-    """[score, record, full point] for every ok record with a finite metric and params.
-
-    A record's ``params`` is an edit of the incumbent of its time; its full point is rebuilt as: its own
-    edits, else the latest kept edit before it, else the current incumbent's value (what is known).
-    """
-    state = {}
+    """[score, record, full point] for every ok trial that edited something (``observations``' points, each
+    value checked against its axis; higher score better)."""
     out = []
-    for record in history:
-        if not isinstance(record, dict):
+    for loss, point, record in observations(history, incumbent, axes, maximize):
+        if not record_params(record):
             continue
-        edits = record_params(record)
-        metric = finite(record.get("metric"))
-        if record.get("status") == "ok" and metric is not None and edits:
-            point = {}
-            for name in sorted(axes):
-                if name in edits:
-                    value = edits[name]
-                elif name in state:
-                    value = state[name]
-                elif name in incumbent:
-                    value = incumbent[name]
-                else:
-                    continue
-                value = _valid(value, axes[name])
-                if value is not None:
-                    point[name] = value
-            if point:
-                out.append([metric if maximize else -metric, record, point])
-        if record.get("kept") is True:
-            for name in edits:
-                state[name] = edits[name]
+        valid = {}
+        for name in sorted(point):
+            value = _valid(point[name], axes[name])
+            if value is not None:
+                valid[name] = value
+        if valid:
+            out.append([-loss, record, valid])
     return out
 
 

@@ -50,7 +50,7 @@ class Tpe(Mechanism):
         n_good = min(max(1, int(math.ceil(float(p["gamma"]) * len(obs)))), len(obs) - 1)
         names = sorted(axes)
         units = []
-        for _ignored, point in obs:
+        for _loss_ignored, point, _record in obs:
             row = {}
             for name in names:
                 value = point.get(name, incumbent.get(name))
