@@ -14,6 +14,7 @@ import copy
 import random
 import statistics
 import time
+from pathlib import Path
 
 from recur.core.sandbox import Sandbox
 
@@ -27,30 +28,8 @@ class First(Mechanism):
         return proposals[0]
 '''
 
-UCB = '''import math
-from collections import Counter
-
-from recur.core.mechanism_api import Mechanism
-
-
-class Ucb(Mechanism):
-    """UCB1 over kinds."""
-
-    PARAMS = {"c": 1.4}
-
-    def select(self, proposals, history, rng):
-        pulls = Counter(r.get("kind") for r in history)
-        wins = Counter(r.get("kind") for r in history if r.get("kept") is True)
-        total = max(sum(pulls.values()), 1)
-        best, best_score = proposals[0], -1.0
-        for p in proposals:
-            n = pulls.get(p.get("kind"), 0)
-            bonus = self.PARAMS["c"] * math.sqrt(math.log(total) / n) if n else 0.0
-            score = math.inf if n == 0 else wins.get(p.get("kind"), 0) / n + bonus
-            if score > best_score:
-                best, best_score = p, score
-        return best
-'''
+# the realistic hook is the UCB1 selector the tests use as a benign mechanism (one copy of it)
+UCB = (Path(__file__).resolve().parent.parent / "tests" / "mechanisms" / "benign" / "ucb_kinds.py").read_text()
 
 
 def percentile(xs: list[float], q: float) -> float:
