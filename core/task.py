@@ -40,6 +40,7 @@ class Task(abc.ABC):
     presets: tuple[str, ...] = ("default",)
     ablation_trials: int | None = None  # level-1 trials per run `recur ablate` defaults to (None: the plan's)
     ablation_parallel: bool = False  # runs are light CPU processes: `recur ablate` runs one per core by default
+    ablation_instances: int = 1  # runs `recur ablate` averages per repeat by default (each its own seed)
 
     def __init__(self, preset: str | None = None, options: dict[str, Any] | None = None):
         preset = preset or self.presets[0]

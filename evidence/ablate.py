@@ -56,20 +56,27 @@ class AblationSpec:
     trial_seconds: float | None = None
     transfer_task: str | None = None
     heldout: bool = True
+    instances: int | None = None  # runs averaged per repeat (None: the task's default, 1 unless it says)
 
     @property
     def id(self) -> str:
         """Deterministic, so the same command finds and continues its own ablation."""
-        return (f"{self.task}-{self.preset or 'default'}-{''.join(self.groups)}-r{self.repeats}-t{self.max_trials}"
+        many = f"-i{self.instances}" if self.instances and self.instances > 1 else ""
+        return (f"{self.task}-{self.preset or 'default'}-{''.join(self.groups)}-r{self.repeats}{many}-t{self.max_trials}"
                 f"-w{self.window}-m{self.meta_window}-p{self.max_pairs}-a{self.alpha:g}-{self.model.replace('/', '_')}-s{self.seed}")
 
-    def run_options(self, group: str, repeat: int) -> Any:
+    def run_seed(self, repeat: int, instance: int = 0) -> int:
+        """The run seed of one instance of a repeat, the same in every group (so the same baseline trials and, on
+        the synthetic task, the same surface); with one instance per repeat, seed + repeat."""
+        return self.seed + repeat * max(1, self.instances or 1) + instance
+
+    def run_options(self, group: str, repeat: int, instance: int = 0) -> Any:
         from recur.levels.run import RunOptions
 
         g = GROUPS[group]
         return RunOptions(levels=g["levels"], task=self.task, preset=self.preset, model=self.model,
                           api_base=self.api_base, max_trials=self.max_trials, trial_seconds=self.trial_seconds,
-                          seed=self.seed + repeat, window=self.window, meta_window=self.meta_window,
+                          seed=self.run_seed(repeat, instance), window=self.window, meta_window=self.meta_window,
                           max_pairs=self.max_pairs, alpha=self.alpha, apply=list(g["apply"]))
 
     def check(self) -> None:
@@ -82,6 +89,8 @@ class AblationSpec:
         task_class = tasks[self.task].load()
         if self.workers is None:
             self.workers = (os.cpu_count() or 1) if task_class.ablation_parallel else 1
+        if self.instances is None:
+            self.instances = max(1, int(task_class.ablation_instances or 1))
         if self.max_trials is None and task_class.ablation_trials:
             self.max_trials = int(task_class.ablation_trials)
         if self.max_trials is None:
@@ -107,6 +116,11 @@ def job_order(groups: list[str], repeats: int) -> list[tuple[str, int]]:
         k = r % len(groups)
         order += [(g, r) for g in groups[k:] + groups[:k]]
     return order
+
+
+def job_name(group: str, repeat: int, instance: int = 0) -> str:
+    """A job's workspace folder: ``D-r3`` (instance 0, as with one instance per repeat), ``D-r3-i1``..."""
+    return f"{group}-r{repeat}" + (f"-i{instance}" if instance else "")
 
 
 # ------------------------------------------------------------------ one job (a subprocess)
@@ -136,7 +150,8 @@ def run_job(spec_path: Path) -> dict[str, Any]:
     job = json.loads(spec_path.read_text())
     ws = Path(job["ws"])
     spec = AblationSpec(**job["spec"])
-    opts = spec.run_options(job["group"], job["repeat"])
+    instance = int(job.get("instance", 0))
+    opts = spec.run_options(job["group"], job["repeat"], instance)
     with open_run(ws, opts) as run:
         info = run.trace.run()
         status = info["status"] if info else "new"
@@ -152,7 +167,7 @@ def run_job(spec_path: Path) -> dict[str, Any]:
         calls = run.trace.llm_calls(run_id)
         best = _best(trials, rt.task.maximize)
         result: dict[str, Any] = {
-            "group": job["group"], "repeat": job["repeat"], "workspace": str(ws), "run_id": run_id,
+            "group": job["group"], "repeat": job["repeat"], "instance": instance, "workspace": str(ws), "run_id": run_id,
             "start_metric": start_metric, "best_metric": best[0], "best_commit": best[1] or run.config["initial_commit"],
             "trials": charged_trials(trials), "tokens": sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls),
             "usd": sum(c["cost_usd"] or 0.0 for c in calls), "status": summary["status"] if summary else status,
@@ -175,7 +190,7 @@ def run_job(spec_path: Path) -> dict[str, Any]:
                 entry["heldout"] = held["score"]
                 entry["heldout_trials"] = held["trials"]
             if spec.transfer_task:
-                moved = transfer_evaluate(ws, spec, job["repeat"], rt.store, branch)
+                moved = transfer_evaluate(ws, spec, opts.seed, rt.store, branch)
                 rt.store.update(branch, None, Transfer=f"{spec.transfer_task}: {describe(moved, 'on another task')}")
                 entry["transfer"] = moved["score"]
             result["promoted"].append(entry)
@@ -185,7 +200,7 @@ def run_job(spec_path: Path) -> dict[str, Any]:
     return result
 
 
-def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, branch: str) -> dict[str, Any]:
+def transfer_evaluate(ws: Path, spec: AblationSpec, seed: int, store: Any, branch: str) -> dict[str, Any]:
     """Score a mechanism on ``spec.transfer_task`` in its own workspace: baseline, then paired windows."""
     from recur.evidence.heldout import heldout_evaluate
     from recur.levels.run import RunOptions
@@ -194,7 +209,7 @@ def transfer_evaluate(ws: Path, spec: AblationSpec, repeat: int, store: Any, bra
     info = store.info(branch)
     target = ws.parent / f"{ws.name}-transfer-{spec.transfer_task}-{info.name}"
     opts = RunOptions(levels=info.level + 1, task=spec.transfer_task, model=spec.model, api_base=spec.api_base,
-                      seed=spec.seed + repeat, window=spec.window, meta_window=spec.meta_window,
+                      seed=seed, window=spec.window, meta_window=spec.meta_window,
                       max_pairs=spec.max_pairs, alpha=spec.alpha,
                       trial_seconds=spec.trial_seconds)
     with open_run(target, opts) as run:
@@ -244,24 +259,25 @@ def run_ablation(spec: AblationSpec, root: Path, on_job: Callable[[dict[str, Any
     out = root / spec.id
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
-    order = job_order(spec.groups, spec.repeats)
+    order = [(g, r, i) for g, r in job_order(spec.groups, spec.repeats) for i in range(spec.instances or 1)]
     pool = WorkerPool(spec.workers)
     done: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    def one(group: str, repeat: int) -> dict[str, Any]:
-        ws = out / f"{group}-r{repeat}"
+    def one(group: str, repeat: int, instance: int) -> dict[str, Any]:
+        ws = out / job_name(group, repeat, instance)
         ws.mkdir(exist_ok=True)
         finished = ws / JOB_RESULT
         if not finished.exists():
             job_path = ws / "ablation-job-spec.json"
-            job_path.write_text(json.dumps({"ws": str(ws), "group": group, "repeat": repeat, "spec": asdict(spec)}))
+            job_path.write_text(json.dumps({"ws": str(ws), "group": group, "repeat": repeat, "instance": instance,
+                                            "spec": asdict(spec)}))
             argv = [sys.executable, "-m", "recur.evidence.ablate", "job", str(job_path)]
             res = pool.run(TrialSpec(argv=argv, cwd=ws, deadline_s=7 * 24 * 3600.0), ws / "ablation-job.log")
             if not finished.exists():
                 tail = (ws / "ablation-job.log").read_text(errors="replace")[-600:] if (ws / "ablation-job.log").exists() else ""
                 why = "timed out" if res.timed_out else f"exit code {res.returncode}"
-                raise AblationError(f"job {group} r{repeat} failed ({why}); log {ws / 'ablation-job.log'}:\n{tail}")
+                raise AblationError(f"job {job_name(group, repeat, instance)} failed ({why}); log {ws / 'ablation-job.log'}:\n{tail}")
         result = json.loads(finished.read_text())
         with lock:
             done.append(result)
@@ -270,7 +286,7 @@ def run_ablation(spec: AblationSpec, root: Path, on_job: Callable[[dict[str, Any
         return result
 
     with ThreadPoolExecutor(max_workers=spec.workers) as ex:
-        futures = [ex.submit(one, g, r) for g, r in order]
+        futures = [ex.submit(one, g, r, i) for g, r, i in order]
         errors = []
         for f in futures:
             try:
@@ -289,9 +305,10 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     repeat: same seed, same baseline, same synthetic instance)."""
     from recur.core.stats import mean_ci, paired_pvalue, two_sample_pvalue
 
-    by_group: dict[str, dict[int, dict[str, Any]]] = {g: {} for g in spec.groups}
-    for j in jobs:
-        by_group[j["group"]][j["repeat"]] = j
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {g: {} for g in spec.groups}
+    for j in sorted(jobs, key=lambda j: j.get("instance", 0)):
+        runs[j["group"]].setdefault(j["repeat"], []).append(j)
+    by_group = {g: {r: _repeat_of(js) for r, js in reps.items()} for g, reps in runs.items()}
     rows = []
     for g in spec.groups:
         reps = [by_group[g][r] for r in sorted(by_group[g])]
@@ -307,7 +324,8 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
                 p = paired_pvalue([x - y for x, y in pairs], seed=spec.seed)
             else:
                 p = two_sample_pvalue(finite, [j["delta"] for j in by_group["A"].values() if j["delta"] is not None], seed=spec.seed)
-        promoted = [m for j in reps for m in j["promoted"]]
+        every = [j for r in sorted(runs[g]) for j in runs[g][r]]
+        promoted = [m for j in every for m in j["promoted"]]
         hooks: dict[str, int] = {}
         for m in promoted:
             for hook, n in m["hook_calls"].items():
@@ -318,18 +336,31 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
             "group": g, "label": GROUPS[g]["label"], "levels": GROUPS[g]["levels"], "apply": GROUPS[g]["apply"],
             "repeats": len(reps), "deltas": deltas, "mean_delta": statistics.fmean(finite) if finite else None,
             "ci_low": lo, "ci_high": hi, "p_vs_A": p,
-            "trials_mean": statistics.fmean(j["trials"] for j in reps) if reps else 0,
-            "tokens": sum(j["tokens"] for j in reps), "usd": sum(j["usd"] for j in reps),
+            "instances": max((len(js) for js in runs[g].values()), default=0),
+            "trials_mean": statistics.fmean(j["trials"] for j in every) if every else 0,
+            "tokens": sum(j["tokens"] for j in every), "usd": sum(j["usd"] for j in every),
             "curves": [j.get("curve") or [] for j in reps],
             "promoted": len(promoted), "promoted_names": sorted({m["name"] for m in promoted}), "hook_calls": hooks,
             "heldout_mean": statistics.fmean(held) if held else None, "heldout_n": len(held),
             "transfer_mean": statistics.fmean(moved) if moved else None,
-            "commits": {f"r{j['repeat']}": {"workspace": j["workspace"], "best_commit": j["best_commit"],
-                                            "store_main": j.get("store_main")} for j in reps},
+            "commits": {job_name(g, j["repeat"], j.get("instance", 0)): {
+                "workspace": j["workspace"], "best_commit": j["best_commit"], "store_main": j.get("store_main")}
+                for j in every},
         })
     metric, maximize = _metric(spec)
     return {"id": spec.id, "task": spec.task, "preset": spec.preset, "metric": metric, "maximize": maximize,
             "spec": asdict(spec), "groups": rows}
+
+
+def _repeat_of(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """One repeat from its instances' runs: the mean Δ (None if any run has none) and the mean best-so-far
+    curve over the trials every instance reached. With one instance, that run's own figures."""
+    deltas = [j["delta"] for j in instances]
+    curves = [j.get("curve") or [] for j in instances]
+    n = min((len(c) for c in curves), default=0)
+    curve = [statistics.fmean(c[i] for c in curves) for i in range(n)] if all(
+        c[i] is not None for c in curves for i in range(n)) else []
+    return {"delta": None if None in deltas or not deltas else statistics.fmean(deltas), "curve": curve}
 
 
 def _metric(spec: AblationSpec) -> tuple[str, bool]:
@@ -346,6 +377,10 @@ def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:+.{digits}f}"
 
 
+def _times(instances: int) -> str:
+    return f" × {instances}" if instances > 1 else ""
+
+
 def _p(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -356,14 +391,14 @@ COLUMNS = ["group", "label", "repeats", "mean_delta", "ci_low", "ci_high", "p_vs
 
 def table_markdown(results: dict[str, Any]) -> str:
     lines = [f"Δ best {results['metric']} from the baseline per run (negative = better for a metric to minimise); "
-             f"mean ± 95% CI over repeats; p: paired sign-flip permutation test against A (same seeds).", "",
+             f"mean ± 95% CI over repeats (a repeat '× n' averages n runs, each its own seed); p: paired sign-flip permutation test against A (same seeds).", "",
              "| group | what | repeats | Δ best (mean [95% CI]) | per repeat | L1 trials | tokens | USD | promoted "
              "| hook calls | held-out score | p vs A |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["groups"]:
         hooks = ", ".join(f"{k}={v}" for k, v in sorted(r["hook_calls"].items())) or "-"
         lines.append(
-            f"| {r['group']} | {r['label']} | {r['repeats']} | {_f(r['mean_delta'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}] "
+            f"| {r['group']} | {r['label']} | {r['repeats']}{_times(r.get('instances', 1))} | {_f(r['mean_delta'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}] "
             f"| {' '.join(_f(d) for d in r['deltas'])} | {r['trials_mean']:.1f} | {r['tokens']} | {r['usd']:.4f} "
             f"| {r['promoted']} | {hooks} | {_f(r['heldout_mean'], 5)} ({r['heldout_n']}) "
             f"| {_p(r['p_vs_A'])} |")

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         transfer_task: Optional[str] = typer.Option(None, "--transfer-task", help="Also re-evaluate every promoted mechanism on this task."),
+        instances: Optional[int] = typer.Option(None, "--instances", min=1, help="Runs averaged per repeat, each with its own seed (on synthetic, its own surface), the same seeds in every group: less noise per repeat (default: the task's, 1 unless it sets one)."),
         no_heldout: bool = typer.Option(False, "--no-heldout", help="Skip re-evaluating promoted mechanisms on held-out seeds."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),
     ) -> None:
@@ -38,18 +39,21 @@ def register(app: typer.Typer) -> None:
         spec = AblationSpec(groups=[g.strip().upper() for g in groups.split(",") if g.strip()], repeats=repeats,
                             max_trials=max_trials, task=task, preset=preset, model=model, api_base=api_base, seed=seed,
                             workers=workers, window=window, meta_window=meta_window, max_pairs=max_pairs, alpha=alpha,
-                            trial_seconds=trial_seconds, transfer_task=transfer_task, heldout=not no_heldout)
+                            trial_seconds=trial_seconds, transfer_task=transfer_task, heldout=not no_heldout,
+                            instances=instances)
         out = console()
         root = Workspace(workdir).root / "ablations"
 
         def on_job(job: dict, n: int, total: int) -> None:
             delta = "-" if job["delta"] is None else f"{job['delta']:+.4f}"
-            out.print(f"[{n}/{total}] {job['group']} repeat {job['repeat']}: Δ best {delta} in {job['trials']} "
+            which = f" instance {job['instance']}" if spec.instances and spec.instances > 1 else ""
+            out.print(f"[{n}/{total}] {job['group']} repeat {job['repeat']}{which}: Δ best {delta} in {job['trials']} "
                       f"level-1 trials, {len(job['promoted'])} promoted", highlight=False)
 
         try:
             spec.check()
-            out.print(f"ablation {spec.id}: groups {','.join(spec.groups)} × {repeats} repeats × {spec.max_trials} "
+            many = f" × {spec.instances} instances" if spec.instances and spec.instances > 1 else ""
+            out.print(f"ablation {spec.id}: groups {','.join(spec.groups)} × {repeats} repeats{many} × {spec.max_trials} "
                       f"level-1 trials, {spec.workers} worker(s); results in {root / spec.id}", highlight=False)
             results = run_ablation(spec, root, on_job)
         except (AblationError, RunError, TaskError) as exc:

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_cli
 from recur.evidence.ablate import COLUMNS, GROUPS, job_order
+from recur.core.trace import TraceStore
 from recur.mechanism_store.builtin import builtin_source
 from recur.mechanism_store.store import MechanismStore
 
@@ -89,6 +90,26 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
     assert "held-out seeds" in info.trailers["Held-Out"] and entry["heldout_trials"] > 0
     assert info.trailers["Transfer"].startswith("synthetic:") and "transfer" in entry
     assert json.loads((out / "results.json").read_text())["groups"][0]["deltas"] == rows["A"]["deltas"]
+
+
+def test_a_repeat_averages_its_instances_on_the_same_seeds_in_every_group(workdir: Path) -> None:
+    res = run_cli("ablate", "--task", "synthetic", "--repeats", "2", "--instances", "2", "--groups", "A,B",
+                  "--max-trials", "8", "--seed", "5", cwd=workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "× 2 instances" in res.stdout and "| A | level 1 only | 2 × 2 |" in res.stdout
+    out = _ablation_dir(workdir)
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/ablation-job.json")}
+    assert sorted(jobs) == ["A-r0", "A-r0-i1", "A-r1", "A-r1-i1", "B-r0", "B-r0-i1", "B-r1", "B-r1-i1"]
+    seeds = {name: TraceStore(Path(job["workspace"]) / ".recur" / "trace.db").run()["seed"] for name, job in jobs.items()}
+    assert [seeds[f"A-{n}"] for n in ("r0", "r0-i1", "r1", "r1-i1")] == [5, 6, 7, 8]  # every run its own seed
+    assert all(seeds[f"B-{n}"] == seeds[f"A-{n}"] for n in ("r0", "r0-i1", "r1", "r1-i1"))  # paired across groups
+    rows = {r["group"]: r for r in json.loads((out / "results.json").read_text())["groups"]}
+    for g in "AB":
+        for r in (0, 1):
+            runs = [jobs[f"{g}-r{r}"]["delta"], jobs[f"{g}-r{r}-i1"]["delta"]]
+            assert rows[g]["deltas"][r] == pytest.approx(sum(runs) / 2)
+            assert rows[g]["curves"][r][-1] == pytest.approx(sum(runs) / 2)  # the curve ends at the repeat's Δ
+    assert rows["B"]["p_vs_A"] == pytest.approx(_sign_flip_p([b - a for b, a in zip(rows["B"]["deltas"], rows["A"]["deltas"])]))
 
 
 def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:
