@@ -75,3 +75,27 @@ def test_the_layout_shows_the_design(folder: str) -> None:
             bad += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
                     if n.startswith(FORBIDDEN[folder])]
     assert not bad, bad
+
+
+def test_torch_is_a_range_for_the_package_and_the_tested_cpu_pin_for_readme_and_ci() -> None:
+    """A GPU user's CUDA torch must satisfy the package (issue: pip replaced it with the CPU pin), while README's
+    two commands and CI still install exactly the CPU wheel the suite is tested with."""
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (torch,) = [Requirement(d) for d in deps if Requirement(d).name == "torch"]
+    assert torch.specifier.contains("2.13.0") and torch.specifier.contains("2.6.0")  # a CUDA 2.6 build stays
+    assert not torch.specifier.contains("2.3.0") and not torch.specifier.contains("3.0.0")
+    pins = [Requirement(line) for line in (ROOT / "cpu-constraints.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert [(p.name, str(p.specifier)) for p in pins] == [("torch", "==2.13.0")]
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^python3 -m venv .*$", readme, flags=re.M)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("pip install")]
+    assert len(commands) == 2 and len(ci) == 1
+    for command in commands + ci:
+        assert "pip install -c cpu-constraints.txt -e " in command
+    assert ci[0] in commands[1]  # CI runs README's test command exactly
