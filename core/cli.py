@@ -179,5 +179,8 @@ def _write_crash_report() -> str:
         return "unavailable (cache folder not writable)"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m recur.core.cli`: run the imported module's main, so that the errors other
+    # modules raise (recur.core.cli.UserError) are the classes main catches, not copies living in __main__
+    from recur.core.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, help="Trials run at once (one GPU each when GPUs exist)."),
         baseline_repeats: int = typer.Option(3, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
         min_delta: float = typer.Option(0.0, "--min-delta", min=0, help="Smallest improvement that counts, besides 2 sigma of noise."),
-        data: Optional[Path] = typer.Option(None, "--data", help="Train on your own text files in this folder."),
+        data: Optional[str] = typer.Option(None, "--data", help="Train on your own .txt/.md/.parquet files in this folder, or on a Hugging Face dataset's parquet shards: hf:OWNER/NAME[:PATTERN] (downloaded once, before the first trial)."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window (the unit an outer level races in pairs)."),
         meta_window: int = typer.Option(4, "--meta-window", min=1, help="A level-k window is window x meta-window^(k-1) level-1 trials."),
         max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most candidate/incumbent window pairs a race adds before it drops the candidate."),
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                           trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, max_tokens=max_tokens,
                           llm_timeout=llm_timeout, seed=seed,
                           workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
-                          data=str(data.resolve()) if data else None, window=window, meta_window=meta_window,
+                          data=_data_option(data), window=window, meta_window=meta_window,
                           max_pairs=max_pairs, alpha=alpha, proposals=proposals, apply=list(apply),
                           screen_seeds=screen_seeds, screen_horizon=screen_horizon, screen_alpha=screen_alpha)
         out = console()
@@ -84,3 +84,10 @@ def register(app: typer.Typer) -> None:
             b = summary["budget"][unit]
             out.print(f"stopped early: the {unit} budget is spent ({b['used']:.4g} of {b['limit']:.4g} {unit}); "
                       f"every finished trial is kept in the trace", highlight=False)
+
+
+def _data_option(data: str | None) -> str | None:
+    """A folder as an absolute path (the run may resume from elsewhere); an ``hf:`` dataset as written."""
+    if not data:
+        return None
+    return data if data.startswith("hf:") else str(Path(data).expanduser().resolve())

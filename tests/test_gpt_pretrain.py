@@ -6,6 +6,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -289,7 +290,7 @@ def test_data_folder_errors_are_clear(tmp_path):
     empty.mkdir()
     (empty / "notes.csv").write_text("a,b\n")
     (empty / "blank.txt").write_text("")
-    with pytest.raises(TaskError, match="no non-empty .txt or .md files"):
+    with pytest.raises(TaskError, match="no non-empty .txt, .md or .parquet files"):
         GptPretrainTask("cpu-tiny", {"data": str(empty)})
     tiny = tmp_path / "tiny"
     tiny.mkdir()
@@ -300,3 +301,88 @@ def test_data_folder_errors_are_clear(tmp_path):
     assert not list((tmp_path / "cache").glob(".tmp*"))
     with pytest.raises(TaskError, match="no preset"):
         GptPretrainTask("huge")
+
+
+# -- parquet shards and hf: datasets -----------------------------------------------------------------------------
+
+
+def _write_parquet(path: Path, texts: list[str], column: str = "text") -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({column: texts, "id": list(range(len(texts)))}), path)
+
+
+def _shard_texts(n: int, tag: str) -> list[str]:
+    return [f"Document {tag}-{i}: " + " ".join(f"word{(i * 7 + j) % 97}" for j in range(60)) + "\n" for i in range(n)]
+
+
+def test_parquet_rows_are_documents_and_the_last_ones_validate(tmp_path):
+    data = tmp_path / "shards"
+    _write_parquet(data / "shard_00000.parquet", _shard_texts(40, "a"))
+    _write_parquet(data / "shard_00001.parquet", _shard_texts(40, "b"), column="content")  # its only string column
+    task = GptPretrainTask("cpu-tiny", {"data": str(data), "cache_dir": str(tmp_path / "cache")})
+    folder = tmp_path / "wt"
+    task.populate(folder)
+    task.prepare(folder, None)
+    meta = json.loads((task.data_dir() / "meta.json").read_text())
+    texts = _shard_texts(40, "a") + _shard_texts(40, "b")
+    held = len(meta["validation"])
+    assert meta["validation"] == [f"shard_00001.parquet#{i:09d}" for i in range(40 - held, 40)]
+    assert meta["val_bytes"] == len("\n\n".join(texts[-held:]).encode())
+    assert meta["train_bytes"] == len("\n\n".join(texts[:-held]).encode())
+    log, rc = _run(task.trial_spec(folder, seed=0, trial_seconds=1))
+    assert task.parse(log, rc, False).status == OK, log
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    (tmp_path / "bad").mkdir()
+    pq.write_table(pa.table({"a": ["x"], "b": ["y"]}), tmp_path / "bad" / "two.parquet")
+    with pytest.raises(TaskError, match="no 'text' column and not exactly one string column"):
+        GptPretrainTask("cpu-tiny", {"data": str(tmp_path / "bad"), "cache_dir": str(tmp_path / "cache")}).prepare(folder, None)
+
+
+def _hub_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    return {**env, "HF_HUB_CACHE": str(tmp_path / "hub"), "RECUR_CACHE_DIR": str(tmp_path / "cache"), **extra}
+
+
+def test_hf_dataset_from_the_hub_cache_offline(tmp_path):
+    """``--data hf:OWNER/NAME:PATTERN`` resolves through huggingface_hub's own cache layout (here written by the
+    test, as a previous download would have left it) with the hub unreachable: HF_HUB_OFFLINE=1."""
+    repo = tmp_path / "hub" / "datasets--someone--tiny-corpus"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for k in range(2):
+        _write_parquet(repo / "snapshots" / commit / "data" / f"train-{k:05d}.parquet", _shard_texts(40, str(k)))
+    work = tmp_path / "work"
+    work.mkdir()
+    res = subprocess.run([sys.executable, "-m", "recur.core.cli", "run", "--task", "gpt_pretrain", "--preset", "cpu-tiny",
+                          "--data", "hf:someone/tiny-corpus:data/train-*.parquet", "--model", "scripted",
+                          "--max-trials", "2", "--baseline-repeats", "1", "--trial-seconds", "1"],
+                         cwd=work, env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (meta_path,) = (tmp_path / "cache").glob("data-*/meta.json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["validation"][-1] == f"data/train-00001.parquet#{39:09d}" and meta["train_bytes"] > 0
+
+
+def test_hf_dataset_with_the_hub_unreachable_is_one_clear_line(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run([sys.executable, "-m", "recur.core.cli", "run", "--task", "gpt_pretrain", "--preset", "cpu-tiny",
+                          "--data", "hf:someone/absent", "--model", "scripted", "--max-trials", "4"],
+                         cwd=work, env=_hub_env(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{port}"),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "cannot reach the Hugging Face hub" in res.stderr and "--data DIR" in res.stderr
+    bad = subprocess.run([sys.executable, "-m", "recur.core.cli", "run", "--task", "gpt_pretrain", "--data", "hf:nope",
+                          "--model", "scripted", "--max-trials", "4"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "expected hf:OWNER/NAME" in bad.stderr and "Traceback" not in bad.stderr

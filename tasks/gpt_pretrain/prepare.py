@@ -99,27 +99,54 @@ def split_kjv(books: list[tuple[int, str, str]]) -> tuple[str, str, list[str]]:
     return "".join(b[2] for b in train), "".join(b[2] for b in val), [b[1] for b in val]
 
 
+DATA_SUFFIXES = (".txt", ".md", ".parquet")
+
+
 def folder_files(folder: Path) -> list[Path]:
-    """The *.txt and *.md files under ``folder`` (recursively), sorted by relative path."""
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md")]
+    """The *.txt, *.md and *.parquet files under ``folder`` (recursively), sorted by relative path."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def parquet_texts(path: Path) -> list[str]:
+    """The documents of a parquet shard (one per row): its ``text`` column, else its only string column, as
+    the Hugging Face text datasets autoresearch trains on store them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    column = "text" if "text" in schema.names else (strings[0] if len(strings) == 1 else None)
+    if column is None:
+        raise ValueError(f"{path} has no 'text' column and not exactly one string column "
+                         f"(columns: {', '.join(schema.names) or 'none'})")
+    return [t for t in pq.read_table(path, columns=[column]).column(column).to_pylist() if isinstance(t, str)]
+
+
 def read_folder(folder: Path) -> list[tuple[str, str]]:
-    """``[(relative_name, text)]`` of the folder's text files; ValueError when there is nothing to train on."""
+    """``[(relative_name, text)]`` of the folder's text files and parquet rows (``shard.parquet#000042``);
+    ValueError when there is nothing to train on."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"data folder {folder} does not exist or is not a folder")
     docs = []
     for path in folder_files(folder):
+        name = path.relative_to(folder).as_posix()
+        if path.suffix.lower() == ".parquet":
+            try:
+                rows = parquet_texts(path)
+            except (OSError, ValueError) as exc:  # pyarrow's errors derive from both
+                raise ValueError(f"cannot read {path}: {exc}") from exc
+            docs.extend((f"{name}#{i:09d}", text) for i, text in enumerate(rows) if text.strip())
+            continue
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path} is not UTF-8 text ({exc})") from exc
         if text.strip():
-            docs.append((path.relative_to(folder).as_posix(), text))
+            docs.append((name, text))
     if not docs:
-        raise ValueError(f"data folder {folder} has no non-empty .txt or .md files")
+        raise ValueError(f"data folder {folder} has no non-empty .txt, .md or .parquet text")
     return docs
 
 

