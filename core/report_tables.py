@@ -75,6 +75,14 @@ def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
         for unit, limit in budget.items():
             b.add_row(unit, "-" if limit is None else str(limit), f"{used.get(unit, 0):.4g}")
         tables.append(b)
+    speed = trial_speed(trace.trials(run["id"], level=1))
+    if speed:
+        st = Table(title="level-1 trials (median over ok trials)")
+        for col in ("measure", "value"):
+            st.add_column(col)
+        for name, value in speed:
+            st.add_row(name, value)
+        tables.append(st)
     hooks = trace.hook_totals(run["id"])
     if hooks:
         ht = Table(title="hook calls (summed over every window of the run)")
@@ -84,6 +92,25 @@ def status_tables(trace: TraceStore, run: dict[str, Any]) -> list[Any]:
             ht.add_row(m, h, str(v["calls"]), str(v["changed"]), str(v["errors"]))
         tables.append(ht)
     return tables
+
+
+def trial_speed(trials: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Start-up (the first trial's, cold, then the rest's median, warm), throughput, MFU and passes over the
+    corpus of a run's trials, where the task reports them (gpt_pretrain does); [] when none does."""
+    import statistics
+
+    infos = [(t["outcome"] or {}).get("info") or {} for t in trials if t["status"] == "ok"]
+    rows: list[tuple[str, str]] = []
+    startups = [i["startup_seconds"] for i in infos if isinstance(i.get("startup_seconds"), (int, float))]
+    if startups:
+        rest = f", then {statistics.median(startups[1:]):.1f} s" if len(startups) > 1 else ""
+        rows.append(("start-up", f"first trial {startups[0]:.1f} s{rest}"))
+    for key, label, fmt in (("tokens_per_s", "tokens/s", "{:,.0f}"), ("mfu", "MFU %", "{:.1f}"),
+                            ("epochs", "epochs per trial", "{:.2f}")):
+        values = [i[key] for i in infos if isinstance(i.get(key), (int, float))]
+        if values:
+            rows.append((label, fmt.format(statistics.median(values))))
+    return rows
 
 
 def results_tsv(trace: TraceStore, run_id: str) -> str:

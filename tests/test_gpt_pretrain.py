@@ -367,6 +367,11 @@ def test_hf_dataset_from_the_hub_cache_offline(tmp_path):
     (meta_path,) = (tmp_path / "cache").glob("data-*/meta.json")
     meta = json.loads(meta_path.read_text())
     assert meta["validation"][-1] == f"data/train-00001.parquet#{39:09d}" and meta["train_bytes"] > 0
+    # recur status shows each trial's start-up and passes over the corpus, which the trace now records
+    status = subprocess.run([sys.executable, "-m", "recur.core.cli", "status"], cwd=work, env=_hub_env(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "start-up" in status.stdout and "first trial" in status.stdout and "epochs per trial" in status.stdout
 
 
 def test_hf_dataset_with_the_hub_unreachable_is_one_clear_line(tmp_path):
@@ -386,3 +391,28 @@ def test_hf_dataset_with_the_hub_unreachable_is_one_clear_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "recur.core.cli", "run", "--task", "gpt_pretrain", "--data", "hf:nope",
                           "--model", "scripted", "--max-trials", "4"], cwd=work, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "expected hf:OWNER/NAME" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_gpu_preset_corpus_is_the_installed_python_sources(tmp_path):
+    """The gpu preset's default corpus (KJV is seen ~90 times a minute on an H200): this interpreter's
+    site-packages .py files in a fixed hashed order, a tenth of the files held out; capped small here."""
+    options = {"cache_dir": str(tmp_path / "cache"), "corpus_bytes": 3_000_000}
+    task = GptPretrainTask("gpu", options)
+    files = prep.site_source_files(3_000_000)
+    assert files == prep.site_source_files(3_000_000) and len(files) > 20  # the same list on every call
+    assert sum(p.stat().st_size for _, p in files) <= 3_000_000
+    assert [n for n, _ in files] != sorted(n for n, _ in files)  # not alphabetical: held-out files span packages
+    folder = tmp_path / "wt"
+    task.populate(folder)
+    task.prepare(folder, None)
+    meta = json.loads((task.data_dir() / "meta.json").read_text())
+    assert meta["source"].startswith("Python sources of the installed packages")
+    assert meta["validation"] and all(name.endswith(".py") for name in meta["validation"])
+    docs = prep.site_sources(3_000_000)  # the UTF-8, non-blank ones, in the same order
+    assert meta["validation"] == [n for n, _ in docs[-len(meta["validation"]):]]
+    assert task.data_dir().name.startswith("pysrc-")
+    assert GptPretrainTask("gpu", options).data_dir() == task.data_dir()  # same sources: same cache entry
+    spec = task.trial_spec(folder, seed=0, trial_seconds=1)
+    assert spec.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "torch-compile")
+    log = f"train_tokens: {meta['train_tokens'] * 3}\nval_bpb: 2.5\n"
+    assert task.parse(log, 0, False).info["epochs"] == 3.0  # passes over the training split, in the trace

@@ -150,6 +150,61 @@ def read_folder(folder: Path) -> list[tuple[str, str]]:
     return docs
 
 
+SITE_FILE_LIMIT = 1_000_000  # larger .py files are data (a whole Bible as a string), not code: skipped
+
+
+def site_source_files(limit_bytes: int) -> list[tuple[str, Path]]:
+    """``[(name, path)]`` of the installed packages' Python sources (this interpreter's site-packages), in a
+    fixed pseudo-random order (by the SHA-256 of the name), up to ``limit_bytes`` in total: a corpus of hundreds
+    of MB that every machine with recur installed has, the same for the same installed versions."""
+    import sysconfig
+
+    roots: list[Path] = []
+    for key in ("purelib", "platlib"):
+        root = Path(sysconfig.get_paths()[key]).resolve()
+        if root not in roots and root.is_dir():
+            roots.append(root)
+    found = []
+    for i, root in enumerate(roots):
+        for path in root.rglob("*.py"):
+            if path.is_file() and 0 < path.stat().st_size <= SITE_FILE_LIMIT:
+                name = f"{i}/{path.relative_to(root).as_posix()}"
+                found.append((hashlib.sha256(name.encode()).hexdigest(), name, path))
+    found.sort()
+    out, total = [], 0
+    for _, name, path in found:
+        size = path.stat().st_size
+        if total + size > limit_bytes:
+            continue
+        out.append((name, path))
+        total += size
+    return out
+
+
+def site_sources_digest(limit_bytes: int) -> str:
+    """SHA-256 over the names and bytes of ``site_source_files`` (the data cache key), read as a stream."""
+    h = hashlib.sha256()
+    for name, path in site_source_files(limit_bytes):
+        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def site_sources(limit_bytes: int) -> list[tuple[str, str]]:
+    """The documents of ``site_source_files`` (UTF-8 files only), in that order: ``split_files`` then holds
+    out the last ones, a pseudo-random tenth of the files across every package."""
+    docs = []
+    for name, path in site_source_files(limit_bytes):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if text.strip():
+            docs.append((name, text))
+    if len(docs) < 2:
+        raise ValueError("too few Python source files in this interpreter's site-packages to build a corpus")
+    return docs
+
+
 def _line_cut(text: str, frac: float) -> int:
     """Character index of the first line start at or after ``frac`` of the text's UTF-8 bytes."""
     raw = text.encode("utf-8")
@@ -352,14 +407,29 @@ class Data:
 
         T = int(seq_len or self.seq_len)
         n = len(self.train) - T - 1
+        if torch.device(device).type == "cuda":
+            yield from self._cuda_batches(batch_size, seed, torch.device(device), T, n)
+            return
         rng = np.random.default_rng(seed)
         ar = np.arange(T + 1)
-        cuda = torch.device(device).type == "cuda"
         while True:
             starts = rng.integers(0, n + 1, size=batch_size)
             chunk = torch.from_numpy(self.train[starts[:, None] + ar].astype(np.int64))
-            if cuda:
-                chunk = chunk.pin_memory().to(device, non_blocking=True)
+            yield chunk[:, :-1], chunk[:, 1:]
+
+    def _cuda_batches(self, batch_size: int, seed: int, device, T: int, n: int):
+        """On a GPU the training tokens live on the GPU (int32: 4 bytes a token, 400 MB per 100M tokens) and
+        each batch is drawn and gathered there by a seeded generator: no CPU gather, pinning or copy per step,
+        so the GPU never waits on the host for data."""
+        import torch
+
+        train = torch.from_numpy(np.asarray(self.train, dtype=np.int32)).to(device)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        ar = torch.arange(T + 1, device=device)
+        while True:
+            starts = torch.randint(0, n + 1, (batch_size,), device=device, generator=gen)
+            chunk = train[starts[:, None] + ar].long()
             yield chunk[:, :-1], chunk[:, 1:]
 
 
