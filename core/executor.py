@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -33,6 +34,8 @@ class ExecResult:
     timed_out: bool
     seconds: float
     log_path: Path
+    node: str | None = None  # the machine that ran it (the trace records it; Ray may place trials anywhere)
+    gpu: str | None = None  # its CUDA_VISIBLE_DEVICES, where GPUs exist
 
     def log_text(self, max_bytes: int = 2_000_000) -> str:
         try:
@@ -170,6 +173,9 @@ def gpu_count() -> int:
 class WorkerPool:
     """K trial slots. Each slot that runs a trial gets its own GPU (CUDA_VISIBLE_DEVICES) when GPUs exist."""
 
+    def close(self) -> None:
+        """Nothing to stop: the local pool holds no processes between trials (RayPool's close stops a cluster)."""
+
     def __init__(self, workers: int = 1, gpus: int | None = None):
         if workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -185,8 +191,23 @@ class WorkerPool:
             slot = self._free.pop(0)
         try:
             env = {"CUDA_VISIBLE_DEVICES": str(slot % self.gpus)} if self.gpus else {}
-            return run_trial(spec, log_path, env)
+            result = run_trial(spec, log_path, env)
+            result.node, result.gpu = socket.gethostname(), env.get("CUDA_VISIBLE_DEVICES")
+            return result
         finally:
             with self._cond:
                 self._free.append(slot)
                 self._cond.notify()
+
+
+def make_pool(executor: str, workers: int, ray_address: str | None = None) -> Any:
+    """The pool of ``--executor local|ray``: trial slots on this machine, or Ray tasks on a cluster."""
+    if executor == "ray":
+        from recur.core.ray_pool import RayPool
+
+        return RayPool(workers, ray_address)
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}: local or ray")
+    if ray_address:
+        raise ValueError("--ray-address needs --executor ray")
+    return WorkerPool(workers)

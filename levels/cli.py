@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         llm_timeout: float = typer.Option(120.0, "--llm-timeout", min=0.1, help="Seconds per model request before it is retried."),
         seed: int = typer.Option(0, "--seed", help="Run seed: trial seeds and proposals derive from it."),
         workers: int = typer.Option(1, "--workers", min=1, help="Trials run at once (one GPU each when GPUs exist)."),
+        executor: str = typer.Option("local", "--executor", help="local: trials as processes on this machine; ray: trials as Ray tasks on a cluster (pip install -e \".[ray]\")."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default with --executor ray: start a local one on 127.0.0.1 and stop it at the end)."),
         baseline_repeats: int = typer.Option(3, "--baseline-repeats", min=1, help="Repeats of the unmodified task to measure noise."),
         min_delta: float = typer.Option(0.0, "--min-delta", min=0, help="Smallest improvement that counts, besides 2 sigma of noise."),
         data: Optional[str] = typer.Option(None, "--data", help="Train on your own .txt/.md/.parquet files in this folder, or on a Hugging Face dataset's parquet shards: hf:OWNER/NAME[:PATTERN] (downloaded once, before the first trial)."),
@@ -64,7 +66,7 @@ def register(app: typer.Typer) -> None:
                           level_models=_parse_level_models(level_model), max_trials=max_trials,
                           trial_seconds=trial_seconds, max_seconds=max_seconds, max_usd=max_usd, max_tokens=max_tokens,
                           llm_timeout=llm_timeout, seed=seed,
-                          workers=workers, baseline_repeats=baseline_repeats, min_delta=min_delta,
+                          workers=workers, executor=executor, ray_address=ray_address, baseline_repeats=baseline_repeats, min_delta=min_delta,
                           data=_data_option(data), window=window, meta_window=meta_window,
                           max_pairs=max_pairs, alpha=alpha, proposals=proposals, apply=list(apply),
                           screen_seeds=screen_seeds, screen_horizon=screen_horizon, screen_alpha=screen_alpha)

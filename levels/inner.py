@@ -168,6 +168,9 @@ class InnerLoop(Loop):
         outcome = rt.task.parse(result.log_text(), result.returncode, result.timed_out)
         outcome.cost = {"trials": 1, "seconds": result.seconds}
         outcome.info.setdefault("log", str(log))
+        for key in ("node", "gpu"):  # where it ran: the node (Ray places trials anywhere) and its CUDA_VISIBLE_DEVICES
+            if getattr(result, key, None) is not None:
+                outcome.info[key] = getattr(result, key)
         if memo_key:
             outcome.info["memo_key"] = memo_key
         if not outcome.ok:

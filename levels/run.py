@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recur.core.budget import Budget
-from recur.core.executor import WorkerPool
 from recur.core.stats import keep_threshold, noise_sigma
 from recur.core.task import Task, load_task
 from recur.core.trace import TraceStore, charged_trials
@@ -41,6 +40,8 @@ class RunOptions:
     max_usd: float | None = None
     seed: int = 0
     workers: int = 1
+    executor: str = "local"  # local: trial slots on this machine; ray: Ray tasks (core/ray_pool.py)
+    ray_address: str | None = None  # None with ray: a local cluster started and stopped by the run
     baseline_repeats: int = 3  # at least 3: the keep threshold is 2 sigma of these
     min_delta: float = 0.0
     data: str | None = None
@@ -144,8 +145,23 @@ class Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.trace.close()
-        self.ws.unlock()
+        rt = getattr(self, "rt", None)
+        try:
+            if rt is not None:
+                rt.pool.close()  # a Ray cluster the run started is stopped with it
+        finally:
+            self.trace.close()
+            self.ws.unlock()
+
+    @staticmethod
+    def _pool(opts: RunOptions) -> Any:
+        from recur.core.executor import make_pool
+        from recur.core.ray_pool import RayUnavailable
+
+        try:
+            return make_pool(opts.executor, opts.workers, opts.ray_address)
+        except (ValueError, RayUnavailable) as exc:
+            raise RunError(str(exc)) from None
 
     # ------------------------------------------------------------------
     def setup(self) -> Runtime:
@@ -183,7 +199,7 @@ class Run:
             apply_builtin(store, entry)
         return Runtime(
             run_id=self.run_id, seed=opts.seed, trace=self.trace, task=task, repo=repo,
-            pool=WorkerPool(opts.workers), budget=budget, run_dir=run_dir, pins=self.config["pins"],
+            pool=self._pool(opts), budget=budget, run_dir=run_dir, pins=self.config["pins"],
             trial_seconds=opts.trial_seconds, min_delta=opts.min_delta,
             backend_factory=backend_factory(opts, self.trace, self.run_id, budget), invoker_factory=invoker_factory,
             settings={"workers": opts.workers, "window": opts.window, "meta_window": opts.meta_window,

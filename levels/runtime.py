@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recur.core.budget import Budget
-from recur.core.executor import WorkerPool
 from recur.core.task import Task
 from recur.core.trace import TraceStore
 from recur.levels.gitrepo import TaskRepo
@@ -21,7 +20,7 @@ class Runtime:
     trace: TraceStore
     task: Task
     repo: TaskRepo
-    pool: WorkerPool
+    pool: Any  # core.executor.WorkerPool, or core.ray_pool.RayPool with --executor ray
     budget: Budget
     run_dir: Path
     pins: dict[str, str]

@@ -29,3 +29,37 @@ def workdir(tmp_path: Path) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep prepared data out of the user's cache, shared across the session (preparing is slow)."""
     monkeypatch.setenv("RECUR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "recur-cache"))
+
+
+def assert_each_step_once(trials: list[dict]) -> None:
+    """After a kill and a resume: every trial finished, and each scope's steps run 0..n-1 with no gap or repeat."""
+    assert len({t["id"] for t in trials}) == len(trials) and all(t["status"] != "running" for t in trials)
+    by_scope: dict[str, list[int]] = {}
+    for t in trials:
+        by_scope.setdefault(t["scope"], []).append(t["step"])
+    for scope, steps in by_scope.items():
+        assert sorted(steps) == list(range(len(steps))), f"gap or repeat in {scope}"
+
+
+def kill_9_after(proc: subprocess.Popen, db: Path, finished: int, timeout: float = 180) -> None:
+    """SIGKILL the process group of a running `recur run` (started with start_new_session) once its trace holds
+    ``finished`` finished trials: a crash in the middle of a run, for resume tests."""
+    import signal
+    import sqlite3
+    import time
+
+    deadline, done = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute("SELECT count(*) FROM trials WHERE status!='running'").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is being created
+                done = 0
+            if done >= finished:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+

@@ -1,9 +1,6 @@
 """Level 1 end to end on the synthetic task: real git, real subprocess trials, real SQLite."""
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +8,7 @@ from pathlib import Path
 import git
 import pytest
 
-from conftest import RECUR, run_cli
+from conftest import RECUR, assert_each_step_once, kill_9_after, run_cli
 from recur.core.edits import EditError, apply_params, apply_unified_diff, read_constants
 from recur.core.trace import TraceStore
 from recur.levels.run import Run, RunOptions
@@ -107,35 +104,14 @@ def test_kill_9_then_resume_counts_every_trial_exactly_once(workdir: Path) -> No
     proc = subprocess.Popen([RECUR, "run", "--model", "scripted", "--task", "synthetic", "--max-trials", str(total), "--seed", "7"],
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = workdir / ".recur" / "trace.db"
-    deadline = time.monotonic() + 120
-    finished = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    finished = conn.execute("SELECT count(*) FROM trials WHERE status!='running'").fetchone()[0]
-            except sqlite3.OperationalError:  # the schema is being created
-                finished = 0
-            if finished >= 8:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_after(proc, db, finished=8, timeout=120)
     res = run_cli("run", "--model", "scripted", "--resume", cwd=workdir)
     assert res.returncode == 0, res.stderr
     trace = _trace(workdir)
     run_id = trace.run()["id"]
     trials = trace.trials(run_id, level=1)
-    ids = [t["id"] for t in trials]
-    assert len(ids) == len(set(ids)) == total
-    assert all(t["status"] != "running" for t in trials)
-    steps = sorted((t["scope"], t["step"]) for t in trials)
-    by_scope: dict[str, list[int]] = {}
-    for scope, step in steps:
-        by_scope.setdefault(scope, []).append(step)
-    for scope, s in by_scope.items():
-        assert s == list(range(len(s))), f"gap or repeat in {scope}"
+    assert len(trials) == total
+    assert_each_step_once(trials)
     assert trace.run(run_id)["status"] == "finished"
     # kept commits recorded in the trace all exist on the run branch
     repo = git.Repo(workdir / ".recur" / "runs" / run_id / "work")
