@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -89,8 +89,10 @@ def drive(
 ) -> list[Trial]:
     """Run ``loop`` for up to ``steps`` candidates in ``scope`` under ``budget``; resume-safe.
 
-    ``parallel`` > 1 proposes that many candidates from the same history and evaluates them concurrently,
-    then accepts and records them in step order. ``on_trial(trial, replayed)`` feeds progress displays.
+    ``parallel`` > 1 keeps that many trials in flight: whenever one ends, the next is proposed (from the trials
+    recorded so far) and started while the others run; outcomes are accepted and recorded in step order, so the
+    keep rule, the trace and resume see the same sequence as a serial run (a trial that ended before an earlier
+    one waits for it to be recorded; one running when the run died is evaluated again, never re-proposed). ``on_trial(trial, replayed)`` feeds progress displays.
     Trial seeds derive from ``seed_scope`` (default ``scope``) and the step, so a candidate window and its
     control window given the same ``seed_scope`` run on the same seeds (a paired comparison). Seeds depend on
     ``run_seed`` and the scope *below* the run id, so two runs with the same ``--seed`` draw the same seeds.
@@ -98,54 +100,76 @@ def drive(
     ``stop()`` ends the window early, checked before each step (an outer level's lineage reached its end).
     """
     history: list[Trial] = []
-    step = 0
-    while step < steps and not budget.exhausted and not (stop and stop()):
-        batch: list[tuple[int, Candidate]] = []
-        for offset in range(min(parallel, steps - step)):
-            i = step + offset
-            trial_id = f"{scope}/{i}"
-            row = trace.trial_row(trial_id)
-            if row is not None and row.finished:
-                if batch:
-                    break
-                trial = row.trial()
-                sha = loop.record(trial)
-                if sha and sha != row.commit_sha:
-                    trace.set_commit(trial_id, sha)
-                history.append(trial)
-                if on_trial:
-                    on_trial(trial, True)
-                batch = []
-                step = i + 1
+    step = 0  # the next step to accept and record: always in step order, so the keep rule sees a fixed order
+    started = 0  # the next step to start
+    running: dict[int, tuple[Candidate, Future]] = {}  # started, still evaluating
+    done: dict[int, tuple[Candidate, Outcome]] = {}  # evaluated, waiting for an earlier step to be recorded
+    pool = ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else None
+
+    def room() -> bool:
+        """A new trial may start: a free slot, steps and budget left (counting trials already in flight)."""
+        busy = len(running) if pool is not None else len(done)  # serially, a trial is recorded before the next
+        if started >= steps or busy >= max(1, parallel) or budget.exhausted or (stop and stop()):
+            return False
+        return not loop.charges_budget or len(running) + len(done) < budget.remaining("trials")
+
+    def finish(i: int, candidate: Candidate, outcome: Outcome) -> None:
+        decision = loop.accept(candidate, outcome, history)
+        memo_key = None if outcome.info.get("memo_of") else outcome.info.get("memo_key")
+        trace.finish_trial(candidate.id, outcome, decision, loop.hook_delta(), memo_key=memo_key, run_id=run_id)
+        trial = Trial(candidate, outcome, decision)
+        sha = loop.record(trial)
+        if sha:
+            trace.set_commit(candidate.id, sha)
+        if loop.charges_budget:
+            budget.charge(outcome.cost)  # a reused trial costs {"trials": 0}
+        history.append(trial)
+        if on_trial:
+            on_trial(trial, False)
+
+    try:
+        while True:
+            while room():
+                i = started
+                trial_id = f"{scope}/{i}"
+                row = trace.trial_row(trial_id)
+                if row is not None and row.finished:
+                    if running or done:
+                        break  # finished rows are replayed in order, once everything before them is recorded
+                    trial = row.trial()
+                    sha = loop.record(trial)
+                    if sha and sha != row.commit_sha:
+                        trace.set_commit(trial_id, sha)
+                    history.append(trial)
+                    if on_trial:
+                        on_trial(trial, True)
+                    step = started = i + 1
+                    continue
+                if row is not None:  # died while running: evaluate the same candidate again, never re-propose
+                    candidate = row.candidate
+                else:  # proposed from what is recorded so far, while earlier trials may still be running
+                    seed = seed_of(i) if seed_of else derive_seed(run_seed, _relative(seed_scope or scope, run_id), i)
+                    candidate = loop.propose(StepContext(run_id, scope, i, trial_id, seed, list(history)))
+                trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
+                started = i + 1
+                if pool is None:
+                    done[i] = (candidate, loop.evaluate(candidate, budget))
+                else:
+                    running[i] = (candidate, pool.submit(loop.evaluate, candidate, budget))
+            if running and step not in done:  # wait for any trial; a freed slot is filled before recording
+                wait([f for _, f in running.values()], return_when=FIRST_COMPLETED)
+                for i in [i for i, (_, f) in running.items() if f.done()]:
+                    candidate, future = running.pop(i)
+                    done[i] = (candidate, future.result())
+            if step not in done:
+                if running:
+                    continue
                 break
-            if row is not None:  # died while running: evaluate the same candidate again, never re-propose
-                candidate = row.candidate
-            else:
-                seed = seed_of(i) if seed_of else derive_seed(run_seed, _relative(seed_scope or scope, run_id), i)
-                ctx = StepContext(run_id, scope, i, trial_id, seed, list(history))
-                candidate = loop.propose(ctx)
-            trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
-            batch.append((i, candidate))
-        if not batch:
-            continue
-        if len(batch) == 1:
-            outcomes = [loop.evaluate(batch[0][1], budget)]
-        else:
-            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-                outcomes = list(pool.map(lambda item: loop.evaluate(item[1], budget), batch))
-        for (i, candidate), outcome in zip(batch, outcomes):
-            decision = loop.accept(candidate, outcome, history)
-            memo_key = None if outcome.info.get("memo_of") else outcome.info.get("memo_key")
-            trace.finish_trial(candidate.id, outcome, decision, loop.hook_delta(), memo_key=memo_key, run_id=run_id)
-            trial = Trial(candidate, outcome, decision)
-            sha = loop.record(trial)
-            if sha:
-                trace.set_commit(candidate.id, sha)
-            if loop.charges_budget:
-                budget.charge(outcome.cost)  # a reused trial costs {"trials": 0}
-            history.append(trial)
-            if on_trial:
-                on_trial(trial, False)
-            step = i + 1
+            while step in done:
+                finish(step, *done.pop(step))
+                step += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     loop.finish(history)
     return history
