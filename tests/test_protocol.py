@@ -88,16 +88,17 @@ def test_a_level_2_that_never_changes_a_decision_is_level_1_alone(tmp_path: Path
 
 
 def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
-    """100 seeded races of a select that picks at random among K exchangeable proposals (the default takes the
+    """60 seeded races of a select that picks at random among K exchangeable proposals (the default takes the
     first): it changes decisions, has no systematic effect, and must be promoted in < alpha + 0.03 of them.
-    Two processes of 50 races, each from its own start (seeds 7 and 8)."""
+    Two processes of 30 races, each from its own start (seeds 7 and 8); bench/bench_gate.py measures 100
+    (0 promoted, bench/RESULTS.md)."""
     source = (MECHS / "null" / "random_select.py").read_text()
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = [r for part in pool.map(measure_races, [source] * 2, [50, 50], [7, 8]) for r in part]
+        results = [r for part in pool.map(measure_races, [source] * 2, [30, 30], [7, 8]) for r in part]
     promoted = sum(r["verdict"] == "promoted" for r in results)
     changed = sum(sum(r["hook_effects"].values()) > 0 for r in results)
-    assert changed >= 90, "the null mechanism must really change decisions, or this test measures nothing"
-    assert promoted / len(results) < 0.05 + 0.03, f"null promotion rate {promoted}/100"
+    assert len(results) == 60 and changed >= 54, "the null mechanism must really change decisions, or this test measures nothing"
+    assert promoted / len(results) < 0.05 + 0.03, f"null promotion rate {promoted}/60"
 
 
 def test_the_race_has_power_against_a_persistent_real_gain(tmp_path: Path) -> None:

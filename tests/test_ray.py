@@ -50,7 +50,7 @@ def test_the_deadline_kills_the_whole_trial_group_on_the_node(tmp_path: Path) ->
         "time.sleep(600)\n")
     pool = RayPool(1)
     try:
-        result = pool.run(TrialSpec([sys.executable, "train.py"], folder, deadline_s=3.0), tmp_path / "log.txt")
+        result = pool.run(TrialSpec([sys.executable, "train.py"], folder, deadline_s=1.5), tmp_path / "log.txt")
     finally:
         pool.close()
     assert result.timed_out and result.node
@@ -60,12 +60,12 @@ def test_the_deadline_kills_the_whole_trial_group_on_the_node(tmp_path: Path) ->
 
 
 def test_resume_after_kill_9_under_ray_loses_and_repeats_no_trial(workdir: Path) -> None:
-    total = 120
+    total = 60
     proc = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--model", "scripted", "--executor", "ray",
                              "--max-trials", str(total)], cwd=workdir, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     db = workdir / ".recur" / "trace.db"
-    kill_9_after(proc, db, finished=20)
+    kill_9_after(proc, db, finished=15)
     res = run_cli("run", "--model", "scripted", "--resume", cwd=workdir, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     trace = TraceStore(db)
