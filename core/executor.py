@@ -173,9 +173,6 @@ def gpu_count() -> int:
 class WorkerPool:
     """K trial slots. Each slot that runs a trial gets its own GPU (CUDA_VISIBLE_DEVICES) when GPUs exist."""
 
-    def close(self) -> None:
-        """Nothing to stop: the local pool holds no processes between trials (RayPool's close stops a cluster)."""
-
     def __init__(self, workers: int = 1, gpus: int | None = None):
         if workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -198,6 +195,9 @@ class WorkerPool:
             with self._cond:
                 self._free.append(slot)
                 self._cond.notify()
+
+    def close(self) -> None:
+        """Nothing to stop: the local pool holds no processes between trials (RayPool's close stops a cluster)."""
 
 
 def make_pool(executor: str, workers: int, ray_address: str | None = None) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,6 @@ class RayPool:
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         self.gpus = int(ray.cluster_resources().get("GPU", 0))
         self._remote = ray.remote(_on_node).options(num_cpus=1, num_gpus=1 if self.gpus else 0, max_retries=0)
-        import threading
-
         self._slots = threading.BoundedSemaphore(self.workers)
 
     def run(self, spec: TrialSpec, log_path: Path) -> ExecResult:
