@@ -215,5 +215,89 @@ def lead(mine: list, proposals: list, step: int, every: int) -> list:
     return list(proposals) + list(mine)
 
 
+# A small Gaussian process, because a model-based mechanism needs regression the allowlist lacks (no numpy in
+# the sandbox). Pure Python and O(n^3) in the points it is fitted to: a mechanism fits a few dozen.
+
+def _kernel(a: list, b: list, categorical: list, lengthscale: float) -> float:
+    total = 0.0
+    for x, y, cat in zip(a, b, categorical):
+        d = (0.0 if x == y else 1.0) if cat else (x - y) / lengthscale
+        total += d * d
+    return math.exp(-0.5 * total)
+
+
+def gp_fit(points: list, values: list, categorical: list, lengthscale: float = 0.25, noise: float = 0.05) -> dict:
+    """Fit a Gaussian process (squared-exponential kernel on unit coordinates, a categorical coordinate adding
+    distance 1 when it differs; values standardised; ``noise`` the noise variance relative to the signal's).
+    Returns the model ``gp_predict`` reads; an empty model for no points."""
+    n = len(points)
+    mean = math.fsum(values) / n if n else 0.0
+    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n) if n else 1.0
+    spread = spread if spread > 1e-12 else 1.0
+    ys = [(v - mean) / spread for v in values]
+    ls = max(float(lengthscale), 1e-3)
+    jitter = max(float(noise), 1e-8)
+    while True:  # Cholesky factor of K + jitter*I; a failure (not positive definite in floats) raises the jitter
+        chol = [[0.0] * n for _ in range(n)]
+        ok = True
+        for i in range(n):
+            for j in range(i + 1):
+                s = _kernel(points[i], points[j], categorical, ls) + (jitter if i == j else 0.0)
+                s -= math.fsum(chol[i][k] * chol[j][k] for k in range(j))
+                if i == j:
+                    if s <= 0.0:
+                        ok = False
+                        break
+                    chol[i][i] = math.sqrt(s)
+                else:
+                    chol[i][j] = s / chol[j][j]
+            if not ok:
+                break
+        if ok:
+            break
+        jitter *= 10.0
+    alpha = _back(chol, _forward(chol, ys))
+    return {"points": [list(p) for p in points], "chol": chol, "alpha": alpha, "mean": mean, "spread": spread,
+            "categorical": list(categorical), "lengthscale": ls}
+
+
+def _forward(chol: list, b: list) -> list:
+    out: list = []
+    for i, row in enumerate(chol):
+        out.append((b[i] - math.fsum(row[k] * out[k] for k in range(i))) / row[i])
+    return out
+
+
+def _back(chol: list, b: list) -> list:
+    n = len(b)
+    out = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        out[i] = (b[i] - math.fsum(chol[k][i] * out[k] for k in range(i + 1, n))) / chol[i][i]
+    return out
+
+
+def gp_predict(model: dict, point: list) -> tuple:
+    """(mean, standard deviation) of the model at ``point``, in the units of the fitted values."""
+    pts = model["points"]
+    if not pts:
+        return 0.0, 1.0
+    ks = [_kernel(point, p, model["categorical"], model["lengthscale"]) for p in pts]
+    mu = math.fsum(k * a for k, a in zip(ks, model["alpha"]))
+    v = _forward(model["chol"], ks)
+    var = max(1.0 - math.fsum(x * x for x in v), 1e-12)
+    return model["mean"] + model["spread"] * mu, model["spread"] * math.sqrt(var)
+
+
+def expected_improvement(mean: float, sd: float, best: float) -> float:
+    """Expected improvement below ``best`` (lower is better) of a normal belief (mean, sd)."""
+    if sd <= 0.0:
+        return max(best - mean, 0.0)
+    z = (best - mean) / sd
+    cdf = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    pdf = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return (best - mean) * cdf + sd * pdf
+
+
 __all__ = ["HOOKS", "Mechanism", "overridden_hooks", "is_number", "finite", "axis", "free_axes", "to_unit",
-           "known_unit", "from_unit", "record_params", "observations", "begin", "changes", "lead"]
+           "known_unit", "from_unit", "record_params", "observations", "begin", "changes", "lead", "gp_fit",
+           "gp_predict", "expected_improvement"]

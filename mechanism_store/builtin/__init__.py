@@ -145,6 +145,22 @@ BUILTIN_FAMILIES: dict[str, dict[str, Any]] = {
         "bad, propose the sampled point with the best good/bad density ratio.",
         "answers": ["stagnation", "exploitation", "narrow-exploration"],
     },
+    "gp_ei": {
+        "hooks": ["propose"],
+        "params": {
+            "lengthscale": _f(0.02, 2.0, 0.25),
+            "noise": _f(1e-06, 1.0, 0.05),
+            "candidates": _i(1, 256, 48),
+            "max_points": _i(2, 80, 40),
+            "step": _f(0.01, 0.5, 0.15),
+            "dims": _i(1, 32, 3),
+            "min_obs": _i(2, 100, 6),
+            "lead_every": _i(0, 10, 1),
+        },
+        "summary": "Bayesian optimisation in a trust region: a Gaussian process fitted to the trials nearest the "
+        "incumbent; propose the local move with the highest expected improvement.",
+        "answers": ["stagnation", "exploitation", "narrow-exploration"],
+    },
     "trust_region": {
         "hooks": ["propose"],
         "params": {
