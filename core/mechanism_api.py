@@ -220,9 +220,12 @@ def lead(mine: list, proposals: list, step: int, every: int) -> list:
 
 def _kernel(a: list, b: list, categorical: list, lengthscale: float) -> float:
     total = 0.0
+    scale = 1.0 / (lengthscale * lengthscale)
     for x, y, cat in zip(a, b, categorical):
-        d = (0.0 if x == y else 1.0) if cat else (x - y) / lengthscale
-        total += d * d
+        if cat:
+            total += 0.0 if x == y else 1.0
+        else:
+            total += (x - y) * (x - y) * scale
     return math.exp(-0.5 * total)
 
 
@@ -236,24 +239,11 @@ def gp_fit(points: list, values: list, categorical: list, lengthscale: float = 0
     spread = spread if spread > 1e-12 else 1.0
     ys = [(v - mean) / spread for v in values]
     ls = max(float(lengthscale), 1e-3)
+    gram = [[_kernel(a, b, categorical, ls) for b in points] for a in points]
     jitter = max(float(noise), 1e-8)
     while True:  # Cholesky factor of K + jitter*I; a failure (not positive definite in floats) raises the jitter
-        chol = [[0.0] * n for _ in range(n)]
-        ok = True
-        for i in range(n):
-            for j in range(i + 1):
-                s = _kernel(points[i], points[j], categorical, ls) + (jitter if i == j else 0.0)
-                s -= math.fsum(chol[i][k] * chol[j][k] for k in range(j))
-                if i == j:
-                    if s <= 0.0:
-                        ok = False
-                        break
-                    chol[i][i] = math.sqrt(s)
-                else:
-                    chol[i][j] = s / chol[j][j]
-            if not ok:
-                break
-        if ok:
+        chol = _cholesky(gram, jitter)
+        if chol is not None:
             break
         jitter *= 10.0
     alpha = _back(chol, _forward(chol, ys))
@@ -261,10 +251,33 @@ def gp_fit(points: list, values: list, categorical: list, lengthscale: float = 0
             "categorical": list(categorical), "lengthscale": ls}
 
 
+def _cholesky(gram: list, jitter: float) -> list | None:
+    n = len(gram)
+    chol: list = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        row_i = chol[i]
+        for j in range(i + 1):
+            row_j = chol[j]
+            s = gram[i][j]
+            for k in range(j):
+                s -= row_i[k] * row_j[k]
+            if i == j:
+                s += jitter
+                if s <= 0.0:
+                    return None
+                row_i[i] = math.sqrt(s)
+            else:
+                row_i[j] = s / row_j[j]
+    return chol
+
+
 def _forward(chol: list, b: list) -> list:
     out: list = []
     for i, row in enumerate(chol):
-        out.append((b[i] - math.fsum(row[k] * out[k] for k in range(i))) / row[i])
+        s = b[i]
+        for k in range(i):
+            s -= row[k] * out[k]
+        out.append(s / row[i])
     return out
 
 
@@ -272,7 +285,7 @@ def _back(chol: list, b: list) -> list:
     n = len(b)
     out = [0.0] * n
     for i in range(n - 1, -1, -1):
-        out[i] = (b[i] - math.fsum(chol[k][i] * out[k] for k in range(i + 1, n))) / chol[i][i]
+        out[i] = (b[i] - sum(chol[k][i] * out[k] for k in range(i + 1, n))) / chol[i][i]
     return out
 
 
@@ -282,9 +295,9 @@ def gp_predict(model: dict, point: list) -> tuple:
     if not pts:
         return 0.0, 1.0
     ks = [_kernel(point, p, model["categorical"], model["lengthscale"]) for p in pts]
-    mu = math.fsum(k * a for k, a in zip(ks, model["alpha"]))
+    mu = sum(k * a for k, a in zip(ks, model["alpha"]))
     v = _forward(model["chol"], ks)
-    var = max(1.0 - math.fsum(x * x for x in v), 1e-12)
+    var = max(1.0 - sum(x * x for x in v), 1e-12)
     return model["mean"] + model["spread"] * mu, model["spread"] * math.sqrt(var)
 
 

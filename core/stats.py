@@ -139,9 +139,15 @@ def race_alpha(alpha: float, max_pairs: int) -> float:
         k = useful
 
 
+FUTILITY = 0.25
+"""A race drops its candidate early when it is behind with a one-sided p (of being worse) at most this. Racing
+costs nothing but what the candidate's own trials lose (blocks on the line), so a candidate that is merely not
+yet ahead keeps its blocks; one that is likely worse stops spending them."""
+
+
 @dataclass
 class RaceStep:
-    decision: str  # "promote" (significant gain), "drop" (not ahead, or out of pairs) or "continue"
+    decision: str  # "promote" (significant gain), "drop" (likely worse, or out of pairs) or "continue"
     p: float
     mean: float
     pairs: int
@@ -152,9 +158,9 @@ def race_step(diffs: Sequence[float], alpha: float, max_pairs: int, seed: int = 
     candidate/incumbent windows, decide whether to promote, drop or add pairs.
 
     At each look (``race_looks``) a one-sided sign-flip test of the paired differences (positive = candidate
-    better) promotes when p <= ``race_alpha``; from four pairs on a candidate whose mean difference is not
-    above zero is dropped (futility: it is not ahead, more pairs are unlikely to make it significant, and
-    stopping early never raises the false promotion rate); at ``max_pairs`` it is dropped. A non-finite
+    better) promotes when p <= ``race_alpha``; from four pairs on a candidate that is behind with a one-sided
+    p of being worse at most ``FUTILITY`` is dropped (futility: stopping early never raises the false
+    promotion rate); at ``max_pairs`` it is dropped. A non-finite
     difference drops at once.
     """
     n = len(diffs)
@@ -166,7 +172,7 @@ def race_step(diffs: Sequence[float], alpha: float, max_pairs: int, seed: int = 
     p = sign_flip_pvalue(diffs, seed=seed)
     if mean > 0 and p <= race_alpha(alpha, max_pairs):
         return RaceStep("promote", p, mean, n)
-    if n >= max_pairs or (n >= 4 and mean <= 0):
+    if n >= max_pairs or (n >= 4 and mean <= 0 and sign_flip_pvalue(diffs, seed=seed, alternative="less") <= FUTILITY):
         return RaceStep("drop", p, mean, n)
     return RaceStep("continue", p, mean, n)
 

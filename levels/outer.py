@@ -40,9 +40,11 @@ from recur.levels.window import (Lineage, WindowResult, WindowStart, close_polic
 UNSAFE = "unsafe"
 INACTIVE = "inactive"
 SCREENED = "screened"
+SHORTLISTED = "shortlisted"
 BUDGET = "budget"
 INCUMBENT = "incumbent"
-FREE = (UNSAFE, INACTIVE, SCREENED)
+FREE = (UNSAFE, INACTIVE, SCREENED, SHORTLISTED)
+EXPLORE_PER_SLOT = 3  # candidates proposed since the last race, per shortlist slot, before a part-full list races
 MAX_ERROR_RATE = 0.2
 MAX_FREE = 3  # free (unsafe/inactive) candidates in a row before an incumbent window moves the lineage on
 DRY_RUN_DECISIONS = 30  # recent level-(k-1) decisions a dry run replays
@@ -166,10 +168,17 @@ class OuterLoop(Loop):
             if t.outcome.status not in FREE:
                 break
             free += 1
-        if (free >= MAX_FREE or not self.fits_pair(self.lineage) or self.policy is None
+        history = self.history()
+        if (not self.fits_pair(self.lineage) or self.policy is None
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
-        history = self.history()
+        best = self.next_shortlisted(history)
+        if best is not None:
+            payload = {key: v for key, v in best.candidate.payload.items() if key not in ("decision", "shortlist")}
+            return Candidate(ctx.trial_id, k, best.candidate.kind, {**payload, "shortlisted_from": best.candidate.id}, ctx.seed,
+                             parent=best.candidate.parent)
+        if free >= MAX_FREE:
+            return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         for extra in self.spec.extra:
             ready = extra.propose(k, ctx.step, history)
             if ready is not None:
@@ -197,6 +206,27 @@ class OuterLoop(Loop):
                                      "model": getattr(self.policy.backend, "name", "?"), "parent": None},
                                decision)
 
+    def next_shortlisted(self, history: list[Trial]) -> Trial | None:
+        """The shortlisted candidate to race now, if any: the best-screened one not raced yet, once the list is
+        full or the policy has proposed ``EXPLORE_PER_SLOT`` candidates per slot since the last race without
+        filling it. Screening is free of level-1 trials and racing is not, so the level looks at several
+        candidates on cheap evidence and spends real trials on the most promising first."""
+        screen = self.race.screen
+        if screen is None:
+            return None
+        used = {t.candidate.payload.get("shortlisted_from") for t in history}
+        waiting = [t for t in history if t.outcome.status == SHORTLISTED and t.candidate.id not in used]
+        if not waiting:
+            return None
+        since = 0
+        for t in reversed(history):
+            if t.candidate.payload.get("shortlisted_from") or t.outcome.info.get("race"):
+                break
+            since += 0 if t.candidate.payload.get(INCUMBENT) else 1
+        if len(waiting) < screen.shortlist and since < EXPLORE_PER_SLOT * screen.shortlist:
+            return None
+        return max(waiting, key=lambda t: (t.outcome.metric if t.outcome.metric is not None else float("-inf"), t.candidate.id))
+
     def _candidate(self, ctx: StepContext, spec: dict[str, Any], decision: dict[str, Any] | None = None) -> Candidate:
         rt, k = self.rt, self.level
         report = rt.gate(spec["source"])
@@ -210,6 +240,8 @@ class OuterLoop(Loop):
                                    "slug": slug, "hooks": report.hooks, "family": spec["family"]}
         if decision:
             payload["decision"] = decision  # level k+1 replays it in its dry run
+        if self.race.screen is not None and self.race.screen.shortlist > 1:
+            payload["shortlist"] = True  # screened, then held until the best of the shortlist races
         if spec.get("parent"):
             payload["port_of"] = spec["parent"]
         if not report.passed:
@@ -288,10 +320,14 @@ class OuterLoop(Loop):
         if self.race.screen is not None and hasattr(self.child, "screen"):
             screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
                                          self.race.screen)
+            verdict = (f"screen: mean {screened['diff']:+.4g} per trial over {screened['runs']} simulated runs, "
+                       f"p = {screened['p']:.3g}")
             if not screened["passed"]:
                 return Outcome(SCREENED, metric=screened["diff"], info={"dry_run": dry, "screen": screened, "trials": 0,
-                                               "reason": f"screen: mean {screened['diff']:+.4g} per trial over "
-                                                         f"{screened['runs']} simulated runs, p = {screened['p']:.3g}"})
+                                                                        "reason": verdict})
+            if p.get("shortlist"):
+                return Outcome(SHORTLISTED, metric=screened["diff"], info={"dry_run": dry, "screen": screened,
+                                                                           "trials": 0, "reason": verdict})
         lin = self.lineage
         pairs: list[dict[str, Any]] = []
         confirm: list[dict[str, Any]] = []
@@ -356,6 +392,8 @@ class OuterLoop(Loop):
             reason = {UNSAFE: "failed the gate",
                       INACTIVE: "inactive: " + outcome.info.get("reason", "its hooks changed no decision (or mostly errored)"),
                       SCREENED: "screened out before any real trial: " + outcome.info.get("reason", ""),
+                      SHORTLISTED: "shortlisted (races when it is the best-screened waiting candidate): "
+                      + outcome.info.get("reason", ""),
                       BUDGET: "budget ran out before a complete pair"}.get(outcome.status, outcome.status)
             return Decision(False, reason, {"status": outcome.status})
         info = outcome.info

@@ -18,11 +18,16 @@ evidence of a gain: only the race on real trials and its held-out blocks can pro
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import random
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +39,7 @@ from recur.core.stats import sign_flip_pvalue
 from recur.levels.simulate import Objective, simulated_gain
 
 MIN_SURROGATE_POINTS = 8
+INSTANCE_SEED = 0  # fresh instances and their simulated runs are drawn from this seed, not the run's
 
 
 @dataclass
@@ -41,6 +47,7 @@ class ScreenSettings:
     seeds: int = 8  # paired simulated runs per kind of objective
     horizon: int = 30  # simulated level-1 trials per run
     alpha: float = 0.25  # one-sided p the candidate must reach (0 < alpha; 1 passes any positive mean)
+    shortlist: int = 3  # candidates that passed, held before the best-screened one races (1: race each at once)
 
 
 def unit_row(point: dict[str, Any], space: dict[str, dict[str, Any]]) -> list[float]:
@@ -88,30 +95,92 @@ def fit_surrogate(points: list[tuple[dict[str, Any], float | None]], space: dict
     return objective
 
 
+class SharedScreens:
+    """Simulated gains on the task's fresh instances, kept on disk for every run on the machine.
+
+    A fresh-instance run is a function of the arm's mechanisms (their names are content hashes), the instance,
+    the horizon, the number of proposals and the code that simulates it, not of the run that asks: every
+    level-2 run of an ablation screens the same families against the same incumbents, and recomputing those
+    runs bought nothing but time. Keyed like the gate's cache (``mechanism_store/gate.py``): the code's
+    fingerprint is part of the key, so an edited simulator or task never reads an old entry."""
+
+    def __init__(self, cache_dir: Path | None, task: Any, proposals: int):
+        self.root = cache_dir / "screen" if cache_dir is not None else None
+        self.prefix = f"{screen_fingerprint(task)}\0{type(task).__name__}\0{proposals}\0"
+
+    def _path(self, slot: tuple) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / (hashlib.sha256((self.prefix + json.dumps(slot)).encode()).hexdigest() + ".json")
+
+    def get(self, slot: tuple) -> float | None:
+        path = self._path(slot)
+        try:
+            value = json.loads(path.read_text()) if path is not None and path.exists() else None
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed and rewritten
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    def put(self, slot: tuple, value: float) -> None:
+        path = self._path(slot)
+        if path is None or not math.isfinite(value):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(value))
+            os.replace(tmp, path)  # atomic: a concurrent job reads no entry or the whole one
+        except OSError:
+            pass  # an unwritable cache only costs time
+
+
+def screen_fingerprint(task: Any) -> str:
+    """Hash of the code a simulated run depends on: the simulator, the policy and hook pipeline, the sandbox,
+    the mechanism API, and every module of the task's package."""
+    from recur.core import hooks, mechanism_api, policy, sandbox, sandbox_worker
+    from recur.levels import simulate
+
+    digest = hashlib.sha256()
+    files = [Path(m.__file__) for m in (hooks, mechanism_api, policy, sandbox, sandbox_worker, simulate, sys.modules[__name__])]
+    task_file = getattr(sys.modules.get(type(task).__module__), "__file__", None)
+    if task_file:
+        files += sorted(Path(task_file).parent.glob("*.py"))
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def screen(space: dict[str, dict[str, Any]], objectives: list[tuple[str, str, Objective, dict[str, Any]]],
            make_policy: Callable[[list[ActiveMechanism]], SearchPolicy], candidate: list[ActiveMechanism],
            incumbent: list[ActiveMechanism], settings: ScreenSettings, seed: int, maximize: bool = False,
-           cache: dict[tuple, float] | None = None) -> dict[str, Any]:
+           cache: dict[tuple, float] | None = None, shared: SharedScreens | None = None) -> dict[str, Any]:
     """Paired simulated runs of level 1 with the candidate's active set against the incumbent's, one per entry of
     ``objectives`` (key, kind, objective, start; an objective listed n times under n keys runs on n seeds). Each
     arm's gains are kept in ``cache`` by (key, active set, horizon, seed): every candidate is compared with the
     same incumbent runs, and a mechanism proposed again (in another window or arm) is not simulated again on
-    the same objective. A key must therefore name its objective and start exactly. Returns the verdict (``passed``), the mean paired gain difference per trial, its p-value,
+    the same objective. A key must therefore name its objective and start exactly; keys of kind ``instance``
+    name a fresh instance that is the same for every run, and their gains are also kept in ``shared``. Returns the verdict (``passed``), the mean paired gain difference per trial, its p-value,
     and per-objective means."""
     t0 = time.monotonic()
     diffs: list[float] = []
     by_kind: dict[str, list[float]] = {}
     cache = {} if cache is None else cache
 
-    def gain(key: str, objective: Objective, start: dict[str, Any], arm: list[ActiveMechanism]) -> float:
-        slot = (key, tuple(m.name for m in arm), settings.horizon, seed)  # names are content hashes in the store
+    def gain(key: str, kind: str, objective: Objective, start: dict[str, Any], arm: list[ActiveMechanism]) -> float:
+        run_seed = INSTANCE_SEED if kind == "instance" else seed  # a fresh instance is screened alike in every run
+        slot = (key, tuple(m.name for m in arm), settings.horizon, run_seed)  # names are content hashes in the store
         if slot not in cache:
-            cache[slot] = simulated_gain(objective, space, start, lambda: make_policy(arm), settings.horizon,
-                                         derive_seed(seed, "screen", key), maximize=maximize)
+            found = shared.get(slot) if shared is not None and kind == "instance" else None
+            if found is None:
+                found = simulated_gain(objective, space, start, lambda: make_policy(arm), settings.horizon,
+                                       derive_seed(run_seed, "screen", key), maximize=maximize)
+                if shared is not None and kind == "instance":
+                    shared.put(slot, found)
+            cache[slot] = found
         return cache[slot]
 
     for key, kind, objective, start in objectives:
-        d = (gain(key, objective, start, candidate) - gain(key, objective, start, incumbent)) / settings.horizon
+        d = (gain(key, kind, objective, start, candidate) - gain(key, kind, objective, start, incumbent)) / settings.horizon
         diffs.append(d)
         by_kind.setdefault(kind, []).append(d)
     mean = statistics.fmean(diffs) if diffs else 0.0
@@ -130,4 +199,4 @@ def policy_maker(backend_of: Callable[[], Any], invoker: Any, fallback: Any) -> 
     return make
 
 
-__all__ = ["ScreenSettings", "fit_surrogate", "policy_maker", "screen", "unit_row"]
+__all__ = ["ScreenSettings", "SharedScreens", "fit_surrogate", "policy_maker", "screen", "screen_fingerprint", "unit_row"]

@@ -160,6 +160,7 @@ class Level1:
         self.rt = rt
         self.screen_cache: dict[tuple, float] = {}  # simulated gain per (objective key, active set, ...)
         self.surrogates: dict[str, Any] = {}  # fitted surrogate (or None: too few points) per content key
+        self.shared_screens: Any = None  # fresh-instance screens kept on disk for every run (levels/screen.py)
 
     def run_window(self, scope: str, start: WindowStart, steps: int, branch: str | None = None,
                    baseline_steps: int = 0) -> WindowResult:
@@ -200,7 +201,7 @@ class Level1:
         The level-1 policy simulated is the scripted baseline (a model would take seconds per proposal)."""
         from recur.core.edits import read_constants
         from recur.core.policy import ScriptedBackend
-        from recur.levels.screen import fit_surrogate, policy_maker, screen
+        from recur.levels.screen import INSTANCE_SEED, SharedScreens, fit_surrogate, policy_maker, screen
 
         rt = self.rt
         space = rt.task.space()
@@ -226,14 +227,18 @@ class Level1:
                            for i in range(settings.seeds)]
         # the same instances for every candidate of the run, so the incumbent arm's runs are reused
         objectives += [(f"instance-{i}", "instance", f, s)
-                       for i, (f, s) in enumerate(rt.task.screen_instances(settings.seeds, rt.seed))]
+                       for i, (f, s) in enumerate(rt.task.screen_instances(settings.seeds, INSTANCE_SEED))]
         proposals = rt.settings.get("proposals", 3)
+        if self.shared_screens is None:
+            from recur.core.workspace import default_cache_dir
+
+            self.shared_screens = SharedScreens(default_cache_dir(), rt.task, proposals)
         both = list({m.name: m for m in incumbent + candidate}.values())
         invoker = rt.invoker_factory(both) if rt.invoker_factory else None
         try:
             make = policy_maker(lambda: ScriptedBackend(proposals), invoker, ScriptedBackend(proposals))
             return screen(space, objectives, make, candidate, incumbent, settings, rt.seed, rt.task.maximize,
-                          cache=self.screen_cache)
+                          cache=self.screen_cache, shared=self.shared_screens)
         finally:
             if invoker is not None and hasattr(invoker, "close"):
                 invoker.close()
