@@ -51,7 +51,7 @@ class AblationSpec:
     workers: int | None = None  # None: one per core for a task whose runs are light CPU processes, else 1
     window: int = 3
     meta_window: int = 4
-    max_pairs: int = 8
+    max_pairs: int = 16
     alpha: float = 0.05
     trial_seconds: float | None = None
     transfer_task: str | None = None

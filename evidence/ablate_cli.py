@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Runs at once (one GPU each when GPUs exist; default: one per core for the synthetic task, else 1)."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per level-2 window."),
         meta_window: int = typer.Option(4, "--meta-window", min=1, help="Candidates per window of level 2 and above."),
-        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most window pairs a race adds per candidate."),
+        max_pairs: int = typer.Option(16, "--max-pairs", min=1, help="Most window pairs a race adds per candidate."),
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
         trial_seconds: Optional[float] = typer.Option(None, "--trial-seconds", min=0.1, help="Training budget per trial (task default if unset)."),
         transfer_task: Optional[str] = typer.Option(None, "--transfer-task", help="Also re-evaluate every promoted mechanism on this task."),

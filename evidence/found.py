@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-STAGES = ("unsafe", "inactive", "screened", "rejected", "promoted", "budget")
+STAGES = ("unsafe", "inactive", "screened", "shortlisted", "rejected", "promoted", "budget", "unfinished")
 
 
 def _status(row: dict[str, Any]) -> str:
@@ -20,9 +20,22 @@ def _status(row: dict[str, Any]) -> str:
     if row.get("kept"):
         return "promoted"
     status = row["status"]
-    if status in ("unsafe", "inactive", "screened", "budget"):
+    if status in ("unsafe", "inactive", "screened", "shortlisted", "budget"):
         return status
+    if (((row.get("outcome") or {}).get("info")) or {}).get("unfinished"):
+        return "unfinished"
     return str(info.get("status") or "rejected")
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    return (row.get("candidate") or {}).get("payload") or {}
+
+
+def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per candidate: a shortlisted candidate is represented by its race, a race that windows split into
+    parts by its last part (which holds all of its blocks)."""
+    superseded = {_payload(r).get(key) for r in rows for key in ("continues", "shortlisted_from")}
+    return [r for r in rows if r["id"] not in superseded]
 
 
 def candidates(trials: list[dict[str, Any]], level: int) -> list[dict[str, Any]]:
@@ -40,13 +53,15 @@ def _fmt(x: Any, spec: str = "+.4g") -> str:
 
 
 def level_account(trials: list[dict[str, Any]], level: int, store_by_name: dict[str, Any]) -> list[str]:
-    rows = candidates(trials, level)
+    every = candidates(trials, level)
+    rows = _latest(every)
     if not rows:
         return [f"Level {level} made no candidate (its windows were all incumbent windows)."]
     stages = [_status(r) for r in rows]
     counts = {s: stages.count(s) for s in STAGES if stages.count(s)}
     raced = [(r, s) for r, s in zip(rows, stages) if ((r["outcome"] or {}).get("info") or {}).get("pairs")]
-    spent = sum(int(((r["outcome"] or {}).get("info") or {}).get("trials", 0)) for r, _ in raced)
+    spent = sum(int(((r["outcome"] or {}).get("info") or {}).get("trials", 0)) for r in every
+                if ((r["outcome"] or {}).get("info") or {}).get("pairs"))
     promoted = sum(s == "promoted" for _, s in raced)
     lines = [f"Level {level} considered {len(rows)} candidates: "
              + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."]

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[str] = typer.Option(None, "--data", help="Train on your own .txt/.md/.parquet files in this folder, or on a Hugging Face dataset's parquet shards: hf:OWNER/NAME[:PATTERN] (downloaded once, before the first trial)."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window (the unit an outer level races in pairs)."),
         meta_window: int = typer.Option(4, "--meta-window", min=1, help="A level-k window is window x meta-window^(k-1) level-1 trials."),
-        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most candidate/incumbent window pairs a race adds before it drops the candidate."),
+        max_pairs: int = typer.Option(16, "--max-pairs", min=1, help="Most candidate/incumbent window pairs a race adds before it drops the candidate."),
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race (one-sided sign-flip test)."),
         screen_seeds: int = typer.Option(8, "--screen-seeds", min=0, help="Simulated paired runs per screen objective before a candidate races (0: race every candidate)."),
         screen_horizon: int = typer.Option(30, "--screen-horizon", min=1, help="Simulated level-1 trials per screen run."),

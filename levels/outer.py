@@ -43,6 +43,7 @@ SCREENED = "screened"
 SHORTLISTED = "shortlisted"
 BUDGET = "budget"
 INCUMBENT = "incumbent"
+UNFINISHED = "unfinished"  # a race the window's end stopped before a verdict; the next window continues it
 FREE = (UNSAFE, INACTIVE, SCREENED, SHORTLISTED)
 EXPLORE_PER_SLOT = 3  # candidates proposed since the last race, per shortlist slot, before a part-full list races
 MAX_ERROR_RATE = 0.2
@@ -70,7 +71,7 @@ class RaceSettings:
     """How level k judges a candidate: child windows of ``child_len`` level-1 trials, raced in pairs."""
 
     child_len: int
-    max_pairs: int = 8
+    max_pairs: int = 16
     alpha: float = 0.05
     confirm: int = 2  # held-out pairs after a winning race
     screen: Any = None  # ScreenSettings: simulate the candidate before racing it (None: race every candidate)
@@ -172,6 +173,13 @@ class OuterLoop(Loop):
         if (not self.fits_pair(self.lineage) or self.policy is None
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
+        waiting = self.unfinished_race(history)
+        if waiting is not None:  # a race the previous window's end cut off goes on where it stopped
+            payload = {key: v for key, v in waiting.candidate.payload.items() if key not in ("decision", "shortlist")}
+            return Candidate(ctx.trial_id, k, waiting.candidate.kind,
+                             {**payload, "continues": waiting.candidate.id,
+                              "race_seed": payload.get("race_seed", waiting.candidate.seed)}, ctx.seed,
+                             parent=waiting.candidate.parent)
         best = self.next_shortlisted(history)
         if best is not None:
             payload = {key: v for key, v in best.candidate.payload.items() if key not in ("decision", "shortlist")}
@@ -205,6 +213,15 @@ class OuterLoop(Loop):
                                      "diagnosis": proposal.get("rationale") or ", ".join(context["diagnosis"]["tags"]),
                                      "model": getattr(self.policy.backend, "name", "?"), "parent": None},
                                decision)
+
+    def unfinished_race(self, history: list[Trial]) -> Trial | None:
+        """The last race on the lineage if a window's end stopped it before a verdict (and nothing continued it).
+        Level k run in windows is then level k in one piece: a race spans the windows it needs."""
+        for t in reversed(history):
+            if t.candidate.payload.get(INCUMBENT) or t.outcome.status in FREE:
+                continue
+            return t if t.outcome.info.get(UNFINISHED) else None
+        return None
 
     def next_shortlisted(self, history: list[Trial]) -> Trial | None:
         """The shortlisted candidate to race now, if any: the best-screened one not raced yet, once the list is
@@ -269,7 +286,7 @@ class OuterLoop(Loop):
         return {"decisions": len(decisions), "changed": changed}
 
     def _block(self, cid: str, tag: str, lin: Lineage, with_mech: dict, base: dict,
-               seed: int) -> tuple[dict[str, Any], WindowResult, Lineage]:
+               seed: int) -> tuple[dict[str, Any], WindowResult, Lineage, dict]:
         """One block of the race: a candidate window and an incumbent window, one after the other on the
         lineage, in a seeded random order. Each window's best trial is measured from the best the lineage had
         when the block began, so going second is no handicap on average, and neither window repeats the other:
@@ -280,11 +297,13 @@ class OuterLoop(Loop):
             order.reverse()
         windows: dict[str, WindowResult] = {}
         cur = lin
+        lower = _below(base, self.level - 1)
         for arm, active in order:
-            res = self.child.run_window(f"{cid}/{tag}/{arm}", WindowStart(cur, active), n)
+            res = self.child.run_window(f"{cid}/{tag}/{arm}", WindowStart(cur, {**active, **lower}), n)
             windows[arm] = res
             if res.final is not None:
                 cur = res.final.lineage
+                lower = _below(res.final.active, self.level - 1)
             if res.steps < n:
                 break  # the budget ran out inside the block
         cand, ctrl = windows["cand"], windows.get("ctrl")
@@ -296,7 +315,7 @@ class OuterLoop(Loop):
                 "cand_trials": cand.trials, "ctrl_trials": ctrl.trials if ctrl is not None else 0,
                 "cand_seconds": cand.seconds, "ctrl_seconds": ctrl.seconds if ctrl is not None else 0.0,
                 "complete": ctrl is not None and cand.steps == ctrl.steps == n}
-        return pair, cand, cur
+        return pair, cand, cur, lower
 
     def evaluate(self, candidate: Candidate, budget: Budget) -> Outcome:
         p = candidate.payload
@@ -308,10 +327,14 @@ class OuterLoop(Loop):
             return Outcome(OK, metric=res.gain(rt.task.maximize) / max(1, res.steps),
                            cost={"trials": res.trials, "seconds": res.seconds},
                            info={INCUMBENT: True, "lineage": res.final.lineage.to_json(), "trials": res.trials,
-                                 "steps": res.steps, "seconds": res.seconds})
+                                 "steps": res.steps, "seconds": res.seconds,
+                                 "lower_active": _names(_below(res.final.active, self.level - 1))})
         if p.get("unsafe"):
             return Outcome(UNSAFE, info={"gate": p["unsafe"], "trials": 0})
         mech, with_mech, base = self.arms(p)
+        prior = self.rt.trials_of([p["continues"]])[0].outcome.info if p.get("continues") else None
+        if prior is not None:
+            return self._race(candidate, budget, mech, with_mech, base, prior["dry_run"], prior.get("screen"), prior)
         dry = self.dry_run(mech, with_mech[self.level - 1])
         if dry["changed"] == 0:
             return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
@@ -328,43 +351,67 @@ class OuterLoop(Loop):
             if p.get("shortlist"):
                 return Outcome(SHORTLISTED, metric=screened["diff"], info={"dry_run": dry, "screen": screened,
                                                                            "trials": 0, "reason": verdict})
+        return self._race(candidate, budget, mech, with_mech, base, dry, screened, None)
+
+    def _race(self, candidate: Candidate, budget: Budget, mech: ActiveMechanism, with_mech: dict, base: dict,
+              dry: dict[str, Any], screened: dict[str, Any] | None, prior: dict[str, Any] | None) -> Outcome:
+        """Blocks of the race, from where ``prior`` (the same race, stopped by a window's end) left it."""
         lin = self.lineage
-        pairs: list[dict[str, Any]] = []
-        confirm: list[dict[str, Any]] = []
+        seed = int(candidate.payload.get("race_seed", candidate.seed))
+        pairs: list[dict[str, Any]] = list(prior["pairs"]) if prior else []
+        confirm: list[dict[str, Any]] = list(prior["confirm"]) if prior else []
+        new_pairs: list[dict[str, Any]] = []
         cand_windows: list[WindowResult] = []
-        step = race_step([], self.race.alpha, self.race.max_pairs)
-        used = 0
+        lower = _below(base, self.level - 1)
+        step = race_step([x["diff"] for x in pairs], self.race.alpha, self.race.max_pairs, seed=seed)
+        used = len(pairs) + len(confirm)
+        cut = False
         # Blocks follow one another on the lineage: each starts where the previous one ended, and every trial
         # of either arm is a trial of the run's one line of search. Nothing is run twice, so the race costs
         # only what the candidate's own trials lose (or gain) against the incumbent's.
         while used < self.race.max_pairs + self.race.confirm:
             racing = used < self.race.max_pairs and step.decision == "continue"
-            if not self.fits_pair(lin) or (not racing and (step.decision != "promote"
-                                                           or len(confirm) >= self.race.confirm)):
+            if not racing and (step.decision != "promote" or len(confirm) >= self.race.confirm):
                 break
-            pair, cand, lin = self._block(candidate.id, f"p{used}" if racing else f"h{used}", lin, with_mech, base,
-                                          candidate.seed)
+            if not self.fits_pair(lin):
+                # the window ends before the race does: the next window of this level continues it, unless the
+                # run's budget (not the window) is what is left too short
+                cut = self.rt.budget.remaining("trials") >= 2 * self.race.child_len
+                break
+            arms = {lv: ms for lv, ms in with_mech.items() if lv >= self.level - 1}, \
+                {lv: ms for lv, ms in base.items() if lv >= self.level - 1}
+            pair, cand, lin, lower = self._block(candidate.id, f"p{used}" if racing else f"h{used}",
+                                                 lin, {**arms[0], **lower}, {**arms[1], **lower}, seed)
             used += 1
             cand_windows.append(cand)
             if not pair["complete"]:  # the budget ran out inside the block: it does not count
                 break
+            new_pairs.append(pair)
             if racing:
                 pairs.append(pair)
-                step = race_step([x["diff"] for x in pairs], self.race.alpha, self.race.max_pairs, seed=candidate.seed)
+                step = race_step([x["diff"] for x in pairs], self.race.alpha, self.race.max_pairs, seed=seed)
             else:
                 confirm.append(pair)
         counts = sum_hook_counts([w.hook_counts for w in cand_windows])
-        calls = {h: counts.get(f"{mech.name}\t{h}", {}).get("calls", 0) for h in mech.hooks}
-        effects = {h: counts.get(f"{mech.name}\t{h}", {}).get("changed", 0) for h in mech.hooks}
-        errors = sum(counts.get(f"{mech.name}\t{h}", {}).get("errors", 0) for h in mech.hooks)
-        spent = sum(x["cand_trials"] + x["ctrl_trials"] for x in pairs + confirm)
+        before = prior or {}
+        calls = {h: counts.get(f"{mech.name}\t{h}", {}).get("calls", 0) + before.get("hook_calls", {}).get(h, 0)
+                 for h in mech.hooks}
+        effects = {h: counts.get(f"{mech.name}\t{h}", {}).get("changed", 0) + before.get("hook_effects", {}).get(h, 0)
+                   for h in mech.hooks}
+        errors = sum(counts.get(f"{mech.name}\t{h}", {}).get("errors", 0) for h in mech.hooks) + before.get("hook_errors", 0)
+        spent = sum(x["cand_trials"] + x["ctrl_trials"] for x in new_pairs)
         info = {"pairs": pairs, "confirm": confirm, "race": {"decision": step.decision, "p": step.p, "pairs": len(pairs)},
                 "confirmed": bool(confirm) and len(confirm) == self.race.confirm
                 and statistics.fmean(x["diff"] for x in confirm) > 0,
                 "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry, "screen": screened,
                 "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": lin.index - self.lineage.index,
-                "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in pairs + confirm)}
+                "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in new_pairs),
+                "lower_active": _names(lower), "race_trials": spent + int(before.get("race_trials", 0))}
+        if cut:
+            info[UNFINISHED] = True
         diffs = [x["diff"] for x in pairs]
+        if cut:
+            return Outcome(OK, metric=statistics.fmean(diffs) if diffs else 0.0, info=info)
         if not pairs and budget.exhausted:
             return Outcome(BUDGET, metric=None, info=info)
         total = sum(calls.values())
@@ -400,6 +447,9 @@ class OuterLoop(Loop):
         diffs = [p["diff"] for p in info["pairs"]]
         lo, hi = bootstrap_ci(diffs, candidate.seed)
         race = info["race"]
+        if info.get(UNFINISHED):
+            return Decision(False, f"race continues in the next window ({race['pairs']} pair(s) so far, "
+                                   f"{len(info['confirm'])} held-out)", {"ci": [lo, hi], "p": race["p"], "status": "candidate"})
         passed = race["decision"] == "promote" and info["confirmed"]
         why = (f"race {race['decision']} after {race['pairs']} pair(s), one-sided p = {race['p']:.3g}, "
                f"CI [{lo:.5f}, {hi:.5f}]")
@@ -422,6 +472,10 @@ class OuterLoop(Loop):
         c, o, d = trial.candidate, trial.outcome, trial.decision
         lin = Lineage.from_json(o.info["lineage"]) if o.info.get("lineage") else self.lineage
         active = self.state.start.active
+        if o.info.get("lower_active") is not None:  # what the windows below confirmed stays on the line
+            lower = {int(lv): [ActiveMechanism(name, self.rt.mechanism_source(name), hooks) for name, hooks in ms]
+                     for lv, ms in o.info["lower_active"].items()}
+            active = {**{lv: ms for lv, ms in active.items() if lv >= self.level - 1}, **lower}
         if not c.payload.get(INCUMBENT):
             self._store_verdict(trial)
             if d.keep:
@@ -454,6 +508,15 @@ class OuterLoop(Loop):
             store.promote(info.branch, **trailers)
         elif info.status != status or info.trailers.get("Trial") != c.id:
             store.update(info.branch, status, **trailers)
+
+
+def _below(active: dict[int, list[ActiveMechanism]], level: int) -> dict[int, list[ActiveMechanism]]:
+    """The active sets of the levels below ``level`` (what a window of ``level`` may confirm and pass on)."""
+    return {lv: list(ms) for lv, ms in active.items() if lv < level}
+
+
+def _names(active: dict[int, list[ActiveMechanism]]) -> dict[str, list]:
+    return {str(lv): [[m.name, list(m.hooks)] for m in ms] for lv, ms in active.items()}
 
 
 def _per_second(gain: float, window: WindowResult | None) -> float:

@@ -47,7 +47,7 @@ class RunOptions:
     data: str | None = None
     window: int = 3  # level-1 trials per window
     meta_window: int = 4  # a level-k window is window * meta_window**(k-1) level-1 trials
-    max_pairs: int = 8  # a race adds candidate/incumbent window pairs up to this many
+    max_pairs: int = 16  # a race adds candidate/incumbent window pairs up to this many
     alpha: float = 0.05  # the race's false promotion rate
     confirm_pairs: int = 2  # held-out pairs that confirm a race's winner
     screen_seeds: int = 8  # simulated paired runs per kind of screen objective before a race (0: no screen)

@@ -70,7 +70,28 @@ def run_stack(rt: Runtime, opts: Any, base: WindowResult) -> WindowResult:
     top = build(rt, opts.levels, opts)
     active = {lv: rt.store_active(lv) for lv in range(1, opts.levels + 1)}
     result = top.run_window(f"{rt.run_id}/L{opts.levels}", WindowStart(base.final.lineage, active), None)
+    promote_confirmed(rt, result)
     if result.best_sha:
         rt.repo.set_branch(rt.main_branch, result.best_sha)
         rt.repo.sync_worktree(rt.main_branch)
     return result
+
+
+def promote_confirmed(rt: Runtime, result: WindowResult) -> None:
+    """Promote what a nested window confirmed and the line kept active to the end of the run.
+
+    A level below the top marks its race winners ``confirmed`` (won the race and its held-out blocks) and
+    passes them on along the line; the top level is the one that writes ``main``, so it does that here for
+    every confirmed mechanism still active when the run ends (idempotent on resume)."""
+    if result.final is None:
+        return
+    from recur.mechanism_store.store import StoreError
+
+    for ms in result.final.active.values():
+        for m in ms:
+            try:
+                info = rt.store.info(m.name)
+            except StoreError:
+                continue  # not a store mechanism (a test's planted module)
+            if info.status == "confirmed":
+                rt.store.promote(info.branch)

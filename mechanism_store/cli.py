@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option("synthetic", "--task", help="Task to judge it on."),
         preset: Optional[str] = typer.Option(None, "--preset", help="Task preset."),
         model: str = typer.Option("scripted", "--model", help="Policy of the levels below (scripted, offline, or a litellm model)."),
-        max_pairs: int = typer.Option(8, "--max-pairs", min=1, help="Most window pairs the race adds."),
+        max_pairs: int = typer.Option(16, "--max-pairs", min=1, help="Most window pairs the race adds."),
         alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="False promotion rate of the race."),
         window: int = typer.Option(3, "--window", min=1, help="Level-1 trials per window."),
         seed: int = typer.Option(0, "--seed", help="Run seed."),

@@ -155,3 +155,34 @@ def test_levels_3_synthetic_run_never_runs_a_level_1_trial_twice_and_has_effects
         if m.status in ("promoted", "confirmed"):
             effects = m.trailers.get("Hook-Effects", "")
             assert sum(int(x.split("=")[1]) for x in effects.split(", ") if "=" in x) > 0, m.trailers
+
+
+def test_a_level_2_race_cut_by_its_window_continues_in_the_next_and_the_best_screened_races_first(workdir: Path) -> None:
+    """Level 3 runs level 2 in windows of 12 level-1 trials, shorter than a race: a race the window's end stops
+    goes on in level 2's next window with its blocks so far (level 2 in windows is level 2 in one piece), and
+    no level-1 trial is run twice. Level 2 screens several candidates before racing and races the
+    best-screened waiting one first (docs/protocol.md)."""
+    res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "1",
+                  "--max-trials", "100", cwd=workdir)
+    assert res.returncode == 0, res.stderr[-2000:]
+    trace = TraceStore(workdir / ".recur" / "trace.db")
+    level2 = trace.trials(level=2)
+    by_id = {r["id"]: r for r in level2}
+    parts = [r for r in level2 if r["candidate"]["payload"].get("continues")]
+    assert parts, "a level-2 race spanned a window end"
+    for part in parts:
+        prior = by_id[part["candidate"]["payload"]["continues"]]
+        before, after = prior["outcome"]["info"], part["outcome"]["info"]
+        assert before.get("unfinished") and prior["decision"]["info"]["status"] == "candidate"
+        assert after["pairs"][:len(before["pairs"])] == before["pairs"]  # the same race, not a new one
+        assert len(after["pairs"]) + len(after["confirm"]) > len(before["pairs"]) + len(before["confirm"])
+        assert part["candidate"]["payload"]["mechanism"] == prior["candidate"]["payload"]["mechanism"]
+    rows = [r for r in trace.trials(level=1) if not r["candidate"]["payload"].get("baseline")]
+    seeds = [r["candidate"]["seed"] for r in rows]
+    assert len(seeds) == len(set(seeds)) and len(rows) == 100 - 3
+    order = [r["id"] for r in level2]
+    first = next(r for r in level2 if r["candidate"]["payload"].get("shortlisted_from"))
+    waiting = [r for r in level2[:order.index(first["id"])] if r["status"] == "shortlisted"]
+    assert len(waiting) >= 2, "the shortlist held candidates before the first race"
+    assert by_id[first["candidate"]["payload"]["shortlisted_from"]]["metric"] == max(r["metric"] for r in waiting)
+    assert all(r["outcome"]["info"]["trials"] == 0 for r in waiting)
