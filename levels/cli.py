@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         screen_seeds: int = typer.Option(8, "--screen-seeds", min=0, help="Simulated paired runs per screen objective before a candidate races (0: race every candidate)."),
         screen_horizon: int = typer.Option(30, "--screen-horizon", min=1, help="Simulated level-1 trials per screen run."),
         screen_alpha: float = typer.Option(0.25, "--screen-alpha", min=1e-6, max=1.0, help="One-sided p a candidate must reach on the screen."),
-        shortlist: int = typer.Option(3, "--shortlist", min=1, help="Candidates that passed the screen, held before the best-screened one races (1: race each at once)."),
+        shortlist: int = typer.Option(4, "--shortlist", min=1, help="Candidates that passed the screen, held before the best-screened one races (1: race each at once)."),
         proposals: int = typer.Option(3, "--proposals", min=1, max=16, help="Proposals per step at every level (filter and select choose among them)."),
         apply: list[str] = typer.Option([], "--apply", help="Built-in mechanism active from the start, NAME[@LEVEL] (repeatable; e.g. freeze_guidance)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Workspace folder (default: ./.recur)."),

@@ -335,6 +335,11 @@ class OuterLoop(Loop):
         prior = self.rt.trials_of([p["continues"]])[0].outcome.info if p.get("continues") else None
         if prior is not None:
             return self._race(candidate, budget, mech, with_mech, base, prior["dry_run"], prior.get("screen"), prior)
+        against = [m.name for m in base.get(self.level - 1, [])]
+        listed = self.rt.trials_of([p["shortlisted_from"]])[0].outcome.info if p.get("shortlisted_from") else None
+        if listed is not None and listed.get("against") == against:
+            # nothing it was judged against has changed since it was shortlisted: its dry run and screen stand
+            return self._race(candidate, budget, mech, with_mech, base, listed["dry_run"], listed["screen"], None)
         dry = self.dry_run(mech, with_mech[self.level - 1])
         if dry["changed"] == 0:
             return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
@@ -350,7 +355,8 @@ class OuterLoop(Loop):
                                                                         "reason": verdict})
             if p.get("shortlist"):
                 return Outcome(SHORTLISTED, metric=screened["diff"], info={"dry_run": dry, "screen": screened,
-                                                                           "trials": 0, "reason": verdict})
+                                                                           "trials": 0, "reason": verdict,
+                                                                           "against": against})
         return self._race(candidate, budget, mech, with_mech, base, dry, screened, None)
 
     def _race(self, candidate: Candidate, budget: Budget, mech: ActiveMechanism, with_mech: dict, base: dict,

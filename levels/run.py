@@ -53,7 +53,7 @@ class RunOptions:
     screen_seeds: int = 8  # simulated paired runs per kind of screen objective before a race (0: no screen)
     screen_horizon: int = 30  # simulated level-1 trials per screen run
     screen_alpha: float = 0.25  # one-sided p a candidate must reach on the screen (a filter of harm: racing is cheap)
-    shortlist: int = 3  # screen-passing candidates held before the best-screened one races
+    shortlist: int = 4  # screen-passing candidates held before the best-screened one races
     proposals: int = 3  # proposals per step at every level, so filter and select have something to decide
     llm_timeout: float = 120.0  # seconds per model request; a slower reply is retried like a transport error
     apply: list[str] = field(default_factory=list)  # built-in mechanisms active from the start: NAME[@LEVEL]

@@ -47,7 +47,7 @@ class ScreenSettings:
     seeds: int = 8  # paired simulated runs per kind of objective
     horizon: int = 30  # simulated level-1 trials per run
     alpha: float = 0.25  # one-sided p the candidate must reach (0 < alpha; 1 passes any positive mean)
-    shortlist: int = 3  # candidates that passed, held before the best-screened one races (1: race each at once)
+    shortlist: int = 4  # candidates that passed, held before the best-screened one races (1: race each at once)
 
 
 def unit_row(point: dict[str, Any], space: dict[str, dict[str, Any]]) -> list[float]:

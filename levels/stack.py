@@ -49,7 +49,7 @@ def screen_settings(opts: Any) -> ScreenSettings | None:
     seeds = getattr(opts, "screen_seeds", 0)
     if not seeds:
         return None
-    return ScreenSettings(seeds, opts.screen_horizon, opts.screen_alpha, getattr(opts, "shortlist", 3))
+    return ScreenSettings(seeds, opts.screen_horizon, opts.screen_alpha, getattr(opts, "shortlist", 4))
 
 
 def build(rt: Runtime, levels: int, opts: Any, top: int | None = None) -> Any:

@@ -169,3 +169,53 @@ def test_max_usd_stops_the_run_cleanly(workdir) -> None:
         assert "gpt-4o-mini" in status.stdout and f"{spent:.4f}" in status.stdout
     finally:
         server.stop()
+
+
+GOOD_LEVEL2_MODULE = '''```python
+"""Race model-based families first: level 2's own search, written by level 3."""
+from recur.core.mechanism_api import Mechanism
+
+PREFERRED = ("gp_ei", "tpe", "latin_hypercube")
+
+
+class ModelBasedFirst(Mechanism):
+    """Select the proposed family that ranks first in PREFERRED, else the least tried one."""
+
+    def select(self, proposals, history, rng):
+        tried = {}
+        for h in history:
+            tried[h.get("kind")] = tried.get(h.get("kind"), 0) + 1
+
+        def rank(p):
+            kind = p.get("kind")
+            return (PREFERRED.index(kind) if kind in PREFERRED else len(PREFERRED), tried.get(kind, 0))
+        return min(proposals, key=rank)
+```'''
+
+
+def test_level_3_writes_a_module_for_level_2s_search_over_http_and_a_gate_failure_is_reasked(workdir) -> None:
+    """Level 3 on a real model path (levels 1 and 2 on the scripted baseline): its first answer fails the gate,
+    the gate's report goes back to the model, and the novel module it then writes (a select hook over level 2's
+    family proposals, not a built-in family) passes the gate and is judged on level 2's search."""
+    server = ScriptedLLMServer(default=by_stage([HOSTILE_MODULE, GOOD_LEVEL2_MODULE])).start()
+    try:
+        res = run_cli("run", "--task", "synthetic", "--levels", "3", "--model", "scripted", "--level-model",
+                      "3=openai/x", "--api-base", server.api_base, "--max-trials", "60", "--window", "2",
+                      "--meta-window", "3", "--seed", "2", cwd=workdir, env={"OPENAI_API_KEY": "x"})
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    trace = TraceStore(workdir / ".recur" / "trace.db")
+    run_id = trace.run()["id"]
+    gen = [c for c in trace.llm_calls(run_id) if c["purpose"] == "generate"]
+    assert gen and all(c["level"] == 3 for c in trace.llm_calls(run_id))
+    assert gen[0]["outcome"].startswith("parse-error") and gen[1]["outcome"] == "ok"
+    assert any("failed the gate" in r["messages"][-1]["content"] for r in server.bodies)
+    steps = [t for t in trace.trials(run_id, level=3) if not t["candidate"]["payload"].get("incumbent")]
+    assert steps, "level 3 made a candidate"
+    store = MechanismStore(workdir / ".recur" / "store")
+    first = store.info(steps[0]["candidate"]["payload"]["branch"])
+    assert first.level == 2 and "class ModelBasedFirst" in store.source(first.branch)
+    assert steps[0]["status"] != "unsafe"  # it passed the gate and went on to the dry run (and race)
+    assert sum(t["outcome"]["cost"].get("trials", 1) for t in trace.trials(run_id, level=1)) == 60

@@ -27,6 +27,7 @@ class SyntheticTask(Task):
     # A, D and E x 10 repeats at 100 trials take 16.6 min on 2 cores (bench/RESULTS.md); at 50 level 2 has
     # barely started racing when the run ends
     ablation_trials = 100
+    ablation_instances = 2  # single instances differ by whether a run finds the global basin (docs/design-notes.md)
     ablation_parallel = True
 
     def populate(self, folder: Path) -> None:
