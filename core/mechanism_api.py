@@ -202,6 +202,17 @@ def begin(context: dict) -> tuple:
     return list(context.get("proposals") or []), free_axes(context), incumbent if isinstance(incumbent, dict) else None
 
 
+def begin_model(context: dict, min_obs: int) -> tuple:
+    """``begin`` plus the run's observations, for a model-based ``propose``: ``(proposals, axes, incumbent,
+    observations)``, the observations None (return the proposals unchanged) without an incumbent, free axes or
+    ``min_obs`` (at least 2) ok trials to model."""
+    proposals, axes, incumbent = begin(context)
+    if incumbent is None or not axes:
+        return proposals, axes, incumbent, None
+    obs = observations(context.get("history") or [], incumbent, axes, bool(context.get("maximize")))
+    return proposals, axes, incumbent, (obs if len(obs) >= max(int(min_obs), 2) else None)
+
+
 def changes(point: dict, incumbent: dict) -> dict:
     """The entries of ``point`` that differ from ``incumbent`` (what a proposal's ``params`` should hold)."""
     return {k: v for k, v in point.items() if k not in incumbent or incumbent[k] != v or type(incumbent[k]) is not type(v)}
@@ -312,5 +323,5 @@ def expected_improvement(mean: float, sd: float, best: float) -> float:
 
 
 __all__ = ["HOOKS", "Mechanism", "overridden_hooks", "is_number", "finite", "axis", "free_axes", "to_unit",
-           "known_unit", "from_unit", "record_params", "observations", "begin", "changes", "lead", "gp_fit",
+           "known_unit", "from_unit", "record_params", "observations", "begin", "begin_model", "changes", "lead", "gp_fit",
            "gp_predict", "expected_improvement"]

@@ -79,6 +79,20 @@ class FewestCrashes(Mechanism):
 ```'''
 
 
+def _run_against(workdir, modules: list[str], *args: str) -> ScriptedLLMServer:
+    """`recur run` on the synthetic task against a loopback model that writes ``modules`` in turn; it must
+    finish cleanly (exit 0, no traceback). Returns the stopped server (its request bodies)."""
+    server = ScriptedLLMServer(default=by_stage(modules)).start()
+    try:
+        res = run_cli("run", "--task", "synthetic", "--api-base", server.api_base, *args, cwd=workdir,
+                      env={"OPENAI_API_KEY": "x"})
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    return server
+
+
 def by_stage(generate_answers: list[str]):
     """An OpenAI-compatible responder that answers each stage of every level the way a model would."""
     generated = iter(generate_answers)
@@ -100,17 +114,10 @@ def by_stage(generate_answers: list[str]):
 
 def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None:
     # candidate 1: hostile code, then a good module on the re-ask; candidate 2: hostile on every attempt
-    server = ScriptedLLMServer(default=by_stage([HOSTILE_MODULE, GOOD_MODULE])).start()
-    try:
-        # level 2 waits for six level-1 decisions (three windows of 2 after the baseline); one pair per race and
-        # no screen, so both candidates reach real trials within the budget
-        res = run_cli("run", "--task", "synthetic", "--levels", "2", "--window", "2", "--max-trials", "18",
-                      "--max-pairs", "1", "--screen-seeds", "0", "--proposals", "1", "--model", "openai/x",
-                      "--api-base", server.api_base, cwd=workdir, env={"OPENAI_API_KEY": "x"})
-    finally:
-        server.stop()
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
+    # level 2 waits for six level-1 decisions (three windows of 2 after the baseline); one pair per race and
+    # no screen, so both candidates reach real trials within the budget
+    server = _run_against(workdir, [HOSTILE_MODULE, GOOD_MODULE], "--levels", "2", "--window", "2", "--max-trials",
+                          "18", "--max-pairs", "1", "--screen-seeds", "0", "--proposals", "1", "--model", "openai/x")
     trace = TraceStore(workdir / ".recur" / "trace.db")
     run_id = trace.run()["id"]
     steps = trace.trials(run_id, level=2)
@@ -197,15 +204,9 @@ def test_level_3_writes_a_module_for_level_2s_search_over_http_and_a_gate_failur
     """Level 3 on a real model path (levels 1 and 2 on the scripted baseline): its first answer fails the gate,
     the gate's report goes back to the model, and the novel module it then writes (a select hook over level 2's
     family proposals, not a built-in family) passes the gate and is judged on level 2's search."""
-    server = ScriptedLLMServer(default=by_stage([HOSTILE_MODULE, GOOD_LEVEL2_MODULE])).start()
-    try:
-        res = run_cli("run", "--task", "synthetic", "--levels", "3", "--model", "scripted", "--level-model",
-                      "3=openai/x", "--api-base", server.api_base, "--max-trials", "60", "--window", "2",
-                      "--meta-window", "3", "--seed", "2", cwd=workdir, env={"OPENAI_API_KEY": "x"})
-    finally:
-        server.stop()
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
+    server = _run_against(workdir, [HOSTILE_MODULE, GOOD_LEVEL2_MODULE], "--levels", "3", "--model", "scripted",
+                          "--level-model", "3=openai/x", "--max-trials", "60", "--window", "2", "--meta-window", "3",
+                          "--seed", "2")
     trace = TraceStore(workdir / ".recur" / "trace.db")
     run_id = trace.run()["id"]
     gen = [c for c in trace.llm_calls(run_id) if c["purpose"] == "generate"]

@@ -8,8 +8,8 @@ the highest expected improvement over the best observed trial is proposed: where
 gain, or unsure near good results. Until ``min_obs`` ok trials exist the policy's own proposals pass through.
 The proposal leads (is what the default selector tries) every ``lead_every``-th step.
 """
-from recur.core.mechanism_api import (Mechanism, begin, changes, expected_improvement, from_unit, gp_fit, gp_predict,
-                                      lead, observations, to_unit)
+from recur.core.mechanism_api import (Mechanism, begin_model, changes, expected_improvement, from_unit, gp_fit,
+                                      gp_predict, lead, to_unit)
 
 
 def _distance(a, b):
@@ -27,20 +27,21 @@ class GpEi(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals, axes, incumbent = begin(context)
-        if incumbent is None or not axes:
-            return proposals
-        obs = observations(context.get("history") or [], incumbent, axes, bool(context.get("maximize")))
-        if len(obs) < max(int(p["min_obs"]), 2):
+        proposals, axes, incumbent, obs = begin_model(context, int(p["min_obs"]))
+        if obs is None:
             return proposals
         names = sorted(axes)
         categorical = [axes[n][0] == "choice" for n in names]
         here = [to_unit(incumbent.get(n), axes[n]) for n in names]
-        rows = [([to_unit(point.get(n, incumbent.get(n)), axes[n]) for n in names], loss) for loss, point, _r in obs]
-        rows.sort(key=lambda row: _distance(row[0], here))
+        rows = []
+        best_loss = None
+        for loss, point, _record in obs:
+            unit = [to_unit(point.get(n, incumbent.get(n)), axes[n]) for n in names]
+            rows.append([_distance(unit, here), unit, loss])
+            best_loss = loss if best_loss is None else min(best_loss, loss)
+        rows.sort()  # nearest the incumbent first
         rows = rows[:max(int(p["max_points"]), 2)]
-        model = gp_fit([r[0] for r in rows], [r[1] for r in rows], categorical, float(p["lengthscale"]), float(p["noise"]))
-        best_loss = min(loss for loss, _point, _r in obs)
+        model = gp_fit([r[1] for r in rows], [r[2] for r in rows], categorical, float(p["lengthscale"]), float(p["noise"]))
         step = max(float(p["step"]), 1e-3)
         best, best_ei = None, None
         for _ in range(max(int(p["candidates"]), 1)):

@@ -11,7 +11,7 @@ what the default selector tries) every ``lead_every``-th step.
 """
 import math
 
-from recur.core.mechanism_api import Mechanism, begin, changes, from_unit, lead, observations, to_unit
+from recur.core.mechanism_api import Mechanism, begin_model, changes, from_unit, lead, to_unit
 
 
 def _log_density(value, centres, ax, bandwidth, prior):
@@ -40,11 +40,8 @@ class Tpe(Mechanism):
 
     def propose(self, context, rng):
         p = self.PARAMS
-        proposals, axes, incumbent = begin(context)
-        if incumbent is None or not axes:
-            return proposals
-        obs = observations(context.get("history") or [], incumbent, axes, bool(context.get("maximize")))
-        if len(obs) < max(int(p["min_obs"]), 2):
+        proposals, axes, incumbent, obs = begin_model(context, int(p["min_obs"]))
+        if obs is None:
             return proposals
         obs.sort(key=_loss)
         n_good = min(max(1, int(math.ceil(float(p["gamma"]) * len(obs)))), len(obs) - 1)
