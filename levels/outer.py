@@ -218,9 +218,10 @@ class OuterLoop(Loop):
         """The last race on the lineage if a window's end stopped it before a verdict (and nothing continued it).
         Level k run in windows is then level k in one piece: a race spans the windows it needs."""
         for t in reversed(history):
-            if t.candidate.payload.get(INCUMBENT) or t.outcome.status in FREE:
-                continue
-            return t if t.outcome.info.get(UNFINISHED) else None
+            raced = "pairs" in t.outcome.info or t.candidate.payload.get("continues")
+            if t.candidate.payload.get(INCUMBENT) or not raced:
+                continue  # incumbent windows and candidates stopped before a race (gate, dry run, screen)
+            return t if t.outcome.info.get(UNFINISHED) else None  # the last race, whatever its verdict
         return None
 
     def next_shortlisted(self, history: list[Trial]) -> Trial | None:
