@@ -26,7 +26,7 @@ def _sign_flip_p(diffs: list[float]) -> float:
 
 
 ARGS = ("ablate", "--task", "synthetic", "--model", "scripted", "--repeats", "2", "--max-trials", "14",
-        "--groups", "A,B,D", "--transfer-task", "synthetic", "--seed", "3")
+        "--groups", "A,B,D", "--transfer-task", "synthetic", "--seed", "3", "--instances", "1")  # one run per repeat
 
 
 def _ablation_dir(workdir: Path) -> Path:
