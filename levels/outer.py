@@ -175,16 +175,11 @@ class OuterLoop(Loop):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         waiting = self.unfinished_race(history)
         if waiting is not None:  # a race the previous window's end cut off goes on where it stopped
-            payload = {key: v for key, v in waiting.candidate.payload.items() if key not in ("decision", "shortlist")}
-            return Candidate(ctx.trial_id, k, waiting.candidate.kind,
-                             {**payload, "continues": waiting.candidate.id,
-                              "race_seed": payload.get("race_seed", waiting.candidate.seed)}, ctx.seed,
-                             parent=waiting.candidate.parent)
+            return _again(ctx, waiting, continues=waiting.candidate.id,
+                          race_seed=waiting.candidate.payload.get("race_seed", waiting.candidate.seed))
         best = self.next_shortlisted(history)
         if best is not None:
-            payload = {key: v for key, v in best.candidate.payload.items() if key not in ("decision", "shortlist")}
-            return Candidate(ctx.trial_id, k, best.candidate.kind, {**payload, "shortlisted_from": best.candidate.id}, ctx.seed,
-                             parent=best.candidate.parent)
+            return _again(ctx, best, shortlisted_from=best.candidate.id)
         if free >= MAX_FREE:
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         for extra in self.spec.extra:
@@ -385,10 +380,8 @@ class OuterLoop(Loop):
                 # run's budget (not the window) is what is left too short
                 cut = self.rt.budget.remaining("trials") >= 2 * self.race.child_len
                 break
-            arms = {lv: ms for lv, ms in with_mech.items() if lv >= self.level - 1}, \
-                {lv: ms for lv, ms in base.items() if lv >= self.level - 1}
             pair, cand, lin, lower = self._block(candidate.id, f"p{used}" if racing else f"h{used}",
-                                                 lin, {**arms[0], **lower}, {**arms[1], **lower}, seed)
+                                                 lin, {**with_mech, **lower}, {**base, **lower}, seed)
             used += 1
             cand_windows.append(cand)
             if not pair["complete"]:  # the budget ran out inside the block: it does not count
@@ -413,12 +406,10 @@ class OuterLoop(Loop):
                 "hook_calls": calls, "hook_effects": effects, "hook_errors": errors, "dry_run": dry, "screen": screened,
                 "mechanism": mech.name, "lineage": lin.to_json(), "trials": spent, "steps": lin.index - self.lineage.index,
                 "seconds": sum(x["cand_seconds"] + x["ctrl_seconds"] for x in new_pairs),
-                "lower_active": _names(lower), "race_trials": spent + int(before.get("race_trials", 0))}
-        if cut:
-            info[UNFINISHED] = True
+                "lower_active": _names(lower)}
         diffs = [x["diff"] for x in pairs]
         if cut:
-            return Outcome(OK, metric=statistics.fmean(diffs) if diffs else 0.0, info=info)
+            return Outcome(OK, metric=statistics.fmean(diffs) if diffs else 0.0, info={**info, UNFINISHED: True})
         if not pairs and budget.exhausted:
             return Outcome(BUDGET, metric=None, info=info)
         total = sum(calls.values())
@@ -515,6 +506,14 @@ class OuterLoop(Loop):
             store.promote(info.branch, **trailers)
         elif info.status != status or info.trailers.get("Trial") != c.id:
             store.update(info.branch, status, **trailers)
+
+
+def _again(ctx: StepContext, trial: Trial, **marks: Any) -> Candidate:
+    """A new step for the candidate of an earlier ``trial`` (its race continued, or its shortlisted entry raced):
+    the same mechanism and payload, without the earlier step's policy decision and shortlist flag."""
+    c = trial.candidate
+    payload = {key: v for key, v in c.payload.items() if key not in ("decision", "shortlist")}
+    return Candidate(ctx.trial_id, c.level, c.kind, {**payload, **marks}, ctx.seed, parent=c.parent)
 
 
 def _below(active: dict[int, list[ActiveMechanism]], level: int) -> dict[int, list[ActiveMechanism]]:
