@@ -18,6 +18,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     return subprocess.run([RECUR, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest tests first (``@pytest.mark.long(seconds=...)``, stable otherwise): with ``pytest -n`` a long test
+    collected last would run alone at the end while the other workers idle."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("long")
+        return float(mark.kwargs.get("seconds", 1)) if mark is not None else 0.0
+
+    items.sort(key=seconds, reverse=True)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     d = tmp_path / "ws"

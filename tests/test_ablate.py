@@ -42,6 +42,7 @@ def test_job_order_rotates_groups_per_repeat() -> None:
     assert [g for g, r in order if r == 0][0] != [g for g, r in order if r == 1][0]
 
 
+@pytest.mark.long(seconds=37)
 def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) -> None:
     res = run_cli(*ARGS, cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -119,6 +120,7 @@ def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:
     assert unfit.returncode == 1 and "group E" in unfit.stderr and "cannot fit" in unfit.stderr
 
 
+@pytest.mark.long(seconds=19)
 def test_report_of_an_ablation_only_workspace(workdir: Path) -> None:
     res = run_cli("ablate", "--task", "synthetic", "--repeats", "2", "--groups", "A,B", "--max-trials", "5", cwd=workdir)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -191,6 +191,7 @@ def _run(spec):
     return proc.stdout + proc.stderr, proc.returncode
 
 
+@pytest.mark.long(seconds=19)
 def test_cpu_tiny_trial_end_to_end(kjv_worktree):
     task, folder, _ = kjv_worktree
     spec = task.trial_spec(folder, seed=3, trial_seconds=4)
@@ -348,6 +349,7 @@ def _hub_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "HF_HUB_CACHE": str(tmp_path / "hub"), "RECUR_CACHE_DIR": str(tmp_path / "cache"), **extra}
 
 
+@pytest.mark.long(seconds=22)
 def test_hf_dataset_from_the_hub_cache_offline(tmp_path):
     """``--data hf:OWNER/NAME:PATTERN`` resolves through huggingface_hub's own cache layout (here written by the
     test, as a previous download would have left it) with the hub unreachable: HF_HUB_OFFLINE=1."""

@@ -10,6 +10,7 @@ from recur.levels.stack import PlanError, plan, window_length
 from recur.mechanism_store.store import MechanismStore
 
 
+@pytest.mark.long(seconds=34)
 def test_levels_3_run_leaves_lineage_and_a_port(workdir) -> None:
     seed = 1  # structure, not search quality: seeds 0, 1 and 2 all reach a port at this budget (checked 2026-12-02)
     res = run_cli("run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", str(seed),

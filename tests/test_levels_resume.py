@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from conftest import RECUR
 from recur.core.trace import TraceStore
 from recur.mechanism_store.store import MechanismStore
@@ -29,6 +31,7 @@ def _summary(workdir: Path) -> tuple:
     return branches, dict(levels), dict(hooks)
 
 
+@pytest.mark.long(seconds=30)
 def test_kill_9_inside_a_level_3_window_resumes_to_the_same_result(tmp_path: Path) -> None:
     args = ["run", "--model", "scripted", "--levels", "3", "--task", "synthetic", "--seed", "4", "--window", "2",
             "--screen-seeds", "3", "--screen-horizon", "12"]  # the screen on (a resume must screen as the first run did), small

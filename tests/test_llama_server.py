@@ -51,6 +51,7 @@ def llama_server(tmp_path: Path):
         log.close()
 
 
+@pytest.mark.long(seconds=35)
 def test_a_server_that_refuses_json_schema_does_not_end_the_run(llama_server: str, workdir: Path) -> None:
     res = run_cli("run", "--levels", "1", "--task", "synthetic", "--model", "openai/smollm2", "--api-base",
                   llama_server, "--max-trials", "4", "--seed", "2", "--proposals", "1", cwd=workdir, timeout=900,

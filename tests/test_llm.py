@@ -354,6 +354,7 @@ def test_offline_bounded_float_is_clamped_in_output():
         assert 1000 <= json.loads(out["choices"][0]["message"]["content"])["x"] <= 1001
 
 
+@pytest.mark.long(seconds=30)
 def test_offline_long_prompt_is_fitted_with_the_real_tokenizer():
     history = "\n".join(f"{i} lr=0.00{i % 97} bpb=3.{i * 7919 % 100000:05d}" for i in range(1500))  # digit-heavy
     msgs = [{"role": "user", "content": "Trials:\n" + cut_section("history", history) + "\nPick a or b."}]

@@ -91,7 +91,9 @@ def test_torch_is_a_range_for_the_package_and_the_tested_cpu_pin_for_readme_and_
     assert not torch.specifier.contains("2.3.0") and not torch.specifier.contains("3.0.0")
     pins = [Requirement(line) for line in (ROOT / "cpu-constraints.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")]
-    assert [(p.name, str(p.specifier)) for p in pins] == [("torch", "==2.13.0")]
+    assert [(p.name, str(p.specifier)) for p in pins] == [("torch", "==2.13.0"), ("llama-cpp-python", "==0.3.16")]
+    (llama,) = [Requirement(d) for d in deps if Requirement(d).name == "llama-cpp-python"]
+    assert llama.specifier.contains("0.3.16")  # the tested build is one the package accepts
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"^python3 -m venv .*$", readme, flags=re.M)
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("pip install")]

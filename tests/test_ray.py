@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import RECUR, assert_each_step_once, kill_9_after, run_cli
 from recur.core.task import TrialSpec
@@ -59,6 +60,7 @@ def test_the_deadline_kills_the_whole_trial_group_on_the_node(tmp_path: Path) ->
     assert not left, "a process of the trial's group outlived the deadline"
 
 
+@pytest.mark.long(seconds=24)
 def test_resume_after_kill_9_under_ray_loses_and_repeats_no_trial(workdir: Path) -> None:
     total = 60
     proc = subprocess.Popen([RECUR, "run", "--task", "synthetic", "--model", "scripted", "--executor", "ray",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_cli
 from llm_server import ScriptedLLMServer, reply_text, slow, status
 from recur.core.trace import TraceStore
@@ -34,6 +36,7 @@ def test_run_over_http_retries_reasks_and_loses_no_trial(workdir) -> None:
     assert all(c["model"] for c in calls) and all(c["level"] == 1 for c in calls)
 
 
+@pytest.mark.long(seconds=35)
 def test_run_on_the_embedded_offline_model(workdir) -> None:
     res = run_cli("run", "--task", "synthetic", "--model", "offline", "--max-trials", "5", cwd=workdir)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -112,6 +115,7 @@ def by_stage(generate_answers: list[str]):
     return step
 
 
+@pytest.mark.long(seconds=29)
 def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None:
     # candidate 1: hostile code, then a good module on the re-ask; candidate 2: hostile on every attempt
     # level 2 waits for six level-1 decisions (three windows of 2 after the baseline); one pair per race and
@@ -141,6 +145,7 @@ def test_model_code_failing_the_gate_is_reasked_then_falls_back(workdir) -> None
     assert "rendered the family template" in second.trailers["Diagnosis"]  # and the store says why
 
 
+@pytest.mark.long(seconds=22)
 def test_a_reply_slower_than_the_timeout_is_retried_at_run_level(workdir) -> None:
     server = ScriptedLLMServer(default=reply_text(GOOD)).start()
     try:
@@ -200,13 +205,14 @@ class ModelBasedFirst(Mechanism):
 ```'''
 
 
+@pytest.mark.long(seconds=60)
 def test_level_3_writes_a_module_for_level_2s_search_over_http_and_a_gate_failure_is_reasked(workdir) -> None:
     """Level 3 on a real model path (levels 1 and 2 on the scripted baseline): its first answer fails the gate,
     the gate's report goes back to the model, and the novel module it then writes (a select hook over level 2's
     family proposals, not a built-in family) passes the gate and is judged on level 2's search."""
     server = _run_against(workdir, [HOSTILE_MODULE, GOOD_LEVEL2_MODULE], "--levels", "3", "--model", "scripted",
-                          "--level-model", "3=openai/x", "--max-trials", "60", "--window", "2", "--meta-window", "3",
-                          "--seed", "2")
+                          "--level-model", "3=openai/x", "--max-trials", "40", "--window", "2", "--meta-window", "3",
+                          "--max-pairs", "2", "--seed", "2")
     trace = TraceStore(workdir / ".recur" / "trace.db")
     run_id = trace.run()["id"]
     gen = [c for c in trace.llm_calls(run_id) if c["purpose"] == "generate"]
@@ -219,4 +225,4 @@ def test_level_3_writes_a_module_for_level_2s_search_over_http_and_a_gate_failur
     first = store.info(steps[0]["candidate"]["payload"]["branch"])
     assert first.level == 2 and "class ModelBasedFirst" in store.source(first.branch)
     assert steps[0]["status"] != "unsafe"  # it passed the gate and went on to the dry run (and race)
-    assert sum(t["outcome"]["cost"].get("trials", 1) for t in trace.trials(run_id, level=1)) == 60
+    assert sum(t["outcome"]["cost"].get("trials", 1) for t in trace.trials(run_id, level=1)) == 40

@@ -194,6 +194,7 @@ def test_sign_flip_pvalue_is_scipy_exact_one_sided() -> None:
     assert sign_flip_pvalue([3.0]) == 1.0 and sign_flip_pvalue([0.0, 0.0]) == 1.0
 
 
+@pytest.mark.long(seconds=26)
 @pytest.mark.parametrize("max_pairs", [8, 16])
 def test_the_race_promotes_null_data_at_most_at_alpha(max_pairs: int) -> None:
     """Symmetric heavy-tailed null differences, fed pair by pair: the measured false promotion rate."""
