@@ -25,6 +25,7 @@ import asyncio
 import copy
 import atexit
 import json
+import logging
 import math
 import os
 import threading
@@ -84,7 +85,28 @@ def _llama_cpp() -> Any:
         raise OfflineModelError(
             f"the offline model needs llama-cpp-python, which is not importable ({e}); reinstall recur "
             "(pip install --force-reinstall recur) or use --model with a hosted model") from None
+    _route_llama_log(llama_cpp)
     return llama_cpp
+
+
+_log_callback: Any = None  # kept referenced: llama.cpp calls it from C for the life of the process
+
+
+def _route_llama_log(llama_cpp: Any) -> None:
+    """Send llama.cpp's own log to Python logging (debug), not to the user's terminal. llama-cpp-python's
+    callback maps ggml's log levels by a fixed table that ggml has renumbered since, so with verbose=False
+    0.3.16 still printed warnings (the n_ctx_per_seq note at every model load) between a run's trial lines.
+    Failures still surface: a model that cannot load raises in Python."""
+    global _log_callback
+    if _log_callback is None:
+        log = logging.getLogger(__name__)
+
+        @llama_cpp.llama_log_callback
+        def callback(level: int, text: bytes, user_data: Any) -> None:
+            log.debug(text.decode("utf-8", "replace").rstrip())
+
+        _log_callback = callback
+        llama_cpp.llama_log_set(_log_callback, None)
 
 
 def check_available() -> Path:

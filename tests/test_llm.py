@@ -296,6 +296,15 @@ def test_offline_dependencies_present():
     assert offline_model.check_available().stat().st_size > 50_000_000
 
 
+def test_loading_the_offline_model_prints_nothing_to_the_terminal():
+    """llama.cpp's own log goes to Python logging: 0.3.16 printed a context-size warning on every load, in the
+    middle of a run's trial lines, although the model is made with verbose=False."""
+    code = "from recur.core import offline_model as m; m.get_model(); print('loaded')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "loaded", res.stderr[-1000:]
+    assert res.stderr.strip() == "", res.stderr[-1000:]
+
+
 def test_offline_grammar_constrained_completion(monkeypatch):
     from recur.core import offline_model
 
