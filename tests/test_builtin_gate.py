@@ -1,6 +1,7 @@
 """Every built-in family passes the real gate (static policy, then the property tests in the sandbox) on three
-Hypothesis seeds of 50 examples (a run gates each module once, on a seed drawn from its text): the offline policy renders these modules and sends them through that same gate, so a family
-that fails it for some generated context (freeze_guidance once froze the whole space) is a bug in the library."""
+Hypothesis seeds of 50 examples (a run gates each module once, on a seed drawn from its text): the offline
+policy renders these modules and sends them through that same gate, so a family that fails it for some
+generated context (freeze_guidance once froze the whole space) is a bug in the library."""
 from __future__ import annotations
 
 import pytest

@@ -108,8 +108,9 @@ def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
 def test_the_race_has_power_against_a_persistent_real_gain(tmp_path: Path) -> None:
     """The built-in tpe family proposes better points for as long as the run lasts (bench/RESULTS.md: about
     +0.002 metric per level-1 trial over level 1 alone). Raced in blocks on the line (windows of 8, up to 8
-    blocks: a race that is not likely worse now runs to its last block, so 16 would double the test's time) it is promoted on a measured fraction of seeds (bench/RESULTS.md, "race power"): the test asks for
-    at least one of 12, and that every promotion changed decisions and was ahead. Seeds run in order, two at a
+    blocks: a race that is not likely worse now runs to its last block, so 16 would double the test's time)
+    it is promoted on a measured fraction of seeds (bench/RESULTS.md, "race power"): the test asks for at
+    least one of 12, and that every promotion changed decisions and was ahead. Seeds run in order, two at a
     time, and stop at the first promotion: the rest could only add promotions."""
     from recur.mechanism_store.builtin import render
 
