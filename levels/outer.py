@@ -164,8 +164,10 @@ class OuterLoop(Loop):
         from recur.mechanism_store.builtin import render
 
         rt, k = self.rt, self.level
-        free = 0
+        free = 0  # free candidates in a row; shortlisted ones wait for their race and do not count
         for t in reversed(ctx.history):
+            if t.outcome.status == SHORTLISTED:
+                continue
             if t.outcome.status not in FREE:
                 break
             free += 1

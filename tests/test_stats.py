@@ -179,12 +179,14 @@ def test_looks_double_and_alpha_is_split_over_the_looks_that_can_reject() -> Non
     assert race_alpha(0.05, 8) == 0.05  # only the look at 8 pairs can reach p <= 0.05 (2**-4 > 0.05)
     assert race_alpha(0.05, 16) == 0.025  # looks at 8 and 16 both can
     assert race_step([1.0, 2.0, 3.0, 4.0], 0.05, 8).decision == "continue"  # p = 1/16: not yet
-    assert race_step([-1.0, 0.5, -2.0, 0.1], 0.05, 8).decision == "drop"  # behind, p(worse) = 4/16: futility
+    assert race_step([-1.0, -0.5, -2.0, -0.1], 0.05, 8).decision == "drop"  # behind, p(worse) = 1/16: futility
+    assert race_step([-1.0, 0.5, -2.0, 0.1], 0.05, 8).decision == "continue"  # behind, p(worse) = 4/16
 
 
 def test_futility_drops_a_likely_worse_candidate_and_keeps_one_merely_not_yet_ahead() -> None:
     assert race_step([-1.0, -2.0, -1.0, -3.0], 0.05, 16).decision == "drop"  # p(worse) = 1/16
     assert race_step([0.5, -0.6, 0.4, -0.4], 0.05, 16).decision == "continue"  # mean < 0 but p(worse) = 7/16
+    assert race_step([-0.5, -0.6, 0.1, -0.4], 0.05, 16).decision == "continue"  # p(worse) = 2/16 > FUTILITY
     assert race_step([0.5, -0.6, 0.4, -0.4] * 4, 0.05, 16).decision == "drop"  # out of pairs
 
 
