@@ -1,6 +1,6 @@
 """Each built-in mechanism family alone against level 1 alone on the synthetic task, many paired seeds.
 
-Usage: python bench/bench_families.py [--seeds 30] [--trials 14,40,100] [--families tpe,trust_region,...]
+Usage: python bench/bench_families.py [--seeds 30] [--trials 14,40,100] [--families tpe,trust_region,...] [--first-seed 0]
 
 Seed s runs surface instance s from the task's default config with the scripted level-1 policy, once with no
 mechanism and once with the family (defaults, active from the first trial, run through the sandbox), on the
@@ -114,28 +114,31 @@ def main() -> None:
     ap.add_argument("--trials", default="14,40,100")
     ap.add_argument("--families", default="tpe,trust_region,line_search,categorical_sweep,latin_hypercube,elite_crossover,ucb_bandit,tabu,annealing,restart,freeze_guidance")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="first surface instance; tune on instances no ablation uses (e.g. 1000) and compare there")
     args = ap.parse_args()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     budgets = [int(x) for x in args.trials.split(",")]
     families = [f for f in args.families.split(",") if f]
     from recur.core.stats import bootstrap_ci, sign_flip_pvalue
 
     t0 = time.time()
-    jobs = [(f, s, max(budgets)) for f in [None, *families] for s in range(args.seeds)]
+    jobs = [(f, s, max(budgets)) for f in [None, *families] for s in seeds]
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
     by = {(f, s): (best, start, opt) for f, s, best, start, opt in results}
-    print(f"# {args.seeds} seeds (surface instances), scripted level 1, default config start; {time.time() - t0:.0f} s")
+    print(f"# {args.seeds} seeds (surface instances {seeds.start}-{seeds.stop - 1}), scripted level 1, default config start; {time.time() - t0:.0f} s")
     print("| family | trials | mean gain | diff vs alone | 95% CI | p | gap closed |")
     print("|---|---|---|---|---|---|---|")
     for f in [None, *families]:
         for b in budgets:
-            gains = [by[(f, s)][1] - by[(f, s)][0][b - 1] for s in range(args.seeds)]
+            gains = [by[(f, s)][1] - by[(f, s)][0][b - 1] for s in seeds]
             closed = statistics.fmean((by[(f, s)][1] - by[(f, s)][0][b - 1]) / (by[(f, s)][1] - by[(f, s)][2])
-                                      for s in range(args.seeds))
+                                      for s in seeds)
             if f is None:
                 print(f"| level 1 alone | {b} | {statistics.fmean(gains):+.3f} | | | | {closed:.0%} |")
                 continue
-            alone = [by[(None, s)][1] - by[(None, s)][0][b - 1] for s in range(args.seeds)]
+            alone = [by[(None, s)][1] - by[(None, s)][0][b - 1] for s in seeds]
             diff = [g - a for g, a in zip(gains, alone)]
             lo, hi = bootstrap_ci(diff, 0)
             p = sign_flip_pvalue(diff)
