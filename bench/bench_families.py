@@ -1,6 +1,6 @@
 """Each built-in mechanism family alone against level 1 alone on the synthetic task, many paired seeds.
 
-Usage: python bench/bench_families.py [--seeds 30] [--trials 14,40,100] [--families tpe,trust_region,...] [--first-seed 0]
+Usage: python bench/bench_families.py [--seeds 30] [--trials 14,40,100] [--families tpe,trust_region,a+b,...] [--first-seed 0]
 
 Seed s runs surface instance s from the task's default config with the scripted level-1 policy, once with no
 mechanism and once with the family (defaults, active from the first trial, run through the sandbox), on the
@@ -89,10 +89,10 @@ def _one(args: tuple[str | None, int, int]) -> tuple[str | None, int, list[float
     surface = Surface(seed)
     sandbox = None
     mechanisms = []
-    if family:
-        source = _source(family)
-        mechanisms = [ActiveMechanism("m", source, defined_hooks(source))]
-        sandbox = Sandbox({"m": source})
+    if family:  # "a+b": several mechanisms active together, in that order
+        sources = {f"m{i}": _source(part) for i, part in enumerate(family.split("+"))}
+        mechanisms = [ActiveMechanism(name, source, defined_hooks(source)) for name, source in sources.items()]
+        sandbox = Sandbox(sources)
     try:
         policy = SearchPolicy(ScriptedBackend(3), HookRunner(mechanisms, sandbox), ScriptedBackend(3))
         run = run_level1(lambda p, s: surface(p, s), space, start, policy, trials, seed)

@@ -29,7 +29,10 @@ GROUPS: dict[str, dict[str, Any]] = {
     "B": {"label": "level 1 + parameter guidance (level 1.5)", "levels": 1, "apply": ["freeze_guidance"]},
     "C": {"label": "B + level 2", "levels": 2, "apply": ["freeze_guidance"]},
     "D": {"label": "level 1 + level 2", "levels": 2, "apply": []},
-    "E": {"label": "C + level 3", "levels": 3, "apply": ["freeze_guidance"]},
+    # E is D + level 3, so E - D is level 3's effect alone; until 2026-12-02 it was C + level 3 (now F), which
+    # also carried level 1.5: applied freeze_guidance halves the best family's gain (docs/design-notes.md)
+    "E": {"label": "D + level 3", "levels": 3, "apply": []},
+    "F": {"label": "C + level 3", "levels": 3, "apply": ["freeze_guidance"]},
 }
 JOB_RESULT = "ablation-job.json"
 

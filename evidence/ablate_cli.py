@@ -10,7 +10,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def ablate(
-        groups: str = typer.Option("A,B,C,D", "--groups", help="Comma-separated: A = level 1, B = A + parameter guidance (level 1.5), C = B + level 2, D = A + level 2, E = C + level 3."),
+        groups: str = typer.Option("A,B,C,D", "--groups", help="Comma-separated: A = level 1, B = A + parameter guidance (level 1.5), C = B + level 2, D = A + level 2, E = D + level 3, F = C + level 3."),
         repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per group, each from a fresh workspace with its own seed."),
         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Level-1 trials per run, baselines included, the same for every group (default: the task's ablation budget, 100 on synthetic; else what the deepest group's default plan needs)."),
         task: str = typer.Option("synthetic", "--task", help="Task to optimise."),

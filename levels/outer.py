@@ -4,7 +4,8 @@ One lineage (docs/protocol.md). Level k moves its lineage (the run's one line of
 windows of level k-1. Each step is one of:
 
 * an **incumbent window**: level k-1 runs one window with the mechanisms already active (what level 1 alone
-  would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three free
+  would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three unsafe
+  or inactive (or, with a shortlist, as many screened and shortlisted as the shortlist's explore limit)
   candidates in a row, and when too little budget or window is left for a pair;
 * a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
   mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
@@ -47,7 +48,7 @@ UNFINISHED = "unfinished"  # a race the window's end stopped before a verdict; t
 FREE = (UNSAFE, INACTIVE, SCREENED, SHORTLISTED)
 EXPLORE_PER_SLOT = 3  # candidates proposed since the last race, per shortlist slot, before a part-full list races
 MAX_ERROR_RATE = 0.2
-MAX_FREE = 3  # free (unsafe/inactive) candidates in a row before an incumbent window moves the lineage on
+MAX_FREE = 3  # unsafe/inactive candidates in a row before an incumbent window moves the lineage on
 DRY_RUN_DECISIONS = 30  # recent level-(k-1) decisions a dry run replays
 MIN_DECISIONS = 6  # level-(k-1) decisions before the first candidate: a dry run on fewer judges a model-based
 # mechanism before it has anything to model
@@ -164,13 +165,12 @@ class OuterLoop(Loop):
         from recur.mechanism_store.builtin import render
 
         rt, k = self.rt, self.level
-        free = 0  # free candidates in a row; shortlisted ones wait for their race and do not count
+        wasted = idle = 0  # in a row: candidates that failed the gate or the dry run; steps that moved nothing
         for t in reversed(ctx.history):
-            if t.outcome.status == SHORTLISTED:
-                continue
             if t.outcome.status not in FREE:
                 break
-            free += 1
+            idle += 1
+            wasted += t.outcome.status in (UNSAFE, INACTIVE)
         history = self.history()
         if (not self.fits_pair(self.lineage) or self.policy is None
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
@@ -182,7 +182,7 @@ class OuterLoop(Loop):
         best = self.next_shortlisted(history)
         if best is not None:
             return _again(ctx, best, shortlisted_from=best.candidate.id)
-        if free >= MAX_FREE:
+        if wasted >= MAX_FREE or idle >= self.explore_cap():
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         for extra in self.spec.extra:
             ready = extra.propose(k, ctx.step, history)
@@ -220,6 +220,14 @@ class OuterLoop(Loop):
                 continue  # incumbent windows and candidates stopped before a race (gate, dry run, screen)
             return t if t.outcome.info.get(UNFINISHED) else None  # the last race, whatever its verdict
         return None
+
+    def explore_cap(self) -> int:
+        """Steps in a row that may move nothing before an incumbent window moves the lineage: screened and
+        shortlisted candidates cost no level-1 trial and bring the first race sooner (the shortlist fills or
+        its explore limit is reached), so with a shortlist the level may propose until that limit; unsafe and
+        inactive ones still stop at ``MAX_FREE``."""
+        screen = self.race.screen
+        return max(MAX_FREE, EXPLORE_PER_SLOT * screen.shortlist) if screen is not None else MAX_FREE
 
     def next_shortlisted(self, history: list[Trial]) -> Trial | None:
         """The shortlisted candidate to race now, if any: the best-screened one not raced yet, once the list is
