@@ -24,10 +24,12 @@ class SyntheticTask(Task):
     metric_name = "metric"
     editable = "config.py"
     presets = ("default",)
-    # A, D and E x 10 repeats at 100 trials take 16.6 min on 2 cores (bench/RESULTS.md); at 50 level 2 has
-    # barely started racing when the run ends
+    # A, D and E x 10 repeats x 6 instances at 100 trials take 22 min on 2 cores with empty caches
+    # (bench/RESULTS.md); at 50 trials level 2 has barely started racing when the run ends
     ablation_trials = 100
-    ablation_instances = 2  # single instances differ by whether a run finds the global basin (docs/design-notes.md)
+    # single instances differ by whether a run finds the global basin: level 2's gain is about 0.38 sd of one
+    # instance's difference, so ten repeats need about six instances each to show it (docs/design-notes.md)
+    ablation_instances = 6
     ablation_parallel = True
 
     def populate(self, folder: Path) -> None:
