@@ -14,7 +14,7 @@ from typing import Any
 from recur.core.budget import Budget
 from recur.core.loop import derive_seed
 from recur.core.records import Candidate
-from recur.levels.outer import OuterLoop, OuterState, recorded_decisions
+from recur.levels.outer import MIN_DECISIONS, OuterLoop, OuterState, recorded_decisions
 from recur.levels.runtime import Runtime
 from recur.levels.window import Lineage, WindowStart
 
@@ -60,8 +60,14 @@ def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, sc
     before = dict(rt.budget.used)
     warm_trials = 0.0
     try:
-        if not recorded_decisions(rt, start.lineage, k, limit=1):  # a first window gives the dry run decisions
-            warm = evaluator.child.run_window(f"{scope}/warmup", state.start, evaluator.race.child_len)
+        # windows of the level below until it has made as many decisions as a run's level needs before its
+        # first candidate: on fewer, a model-based mechanism (gp_ei needs 6 points) changes nothing and a
+        # transfer to a fresh task would be judged inactive before it had anything to model
+        for n in range(MIN_DECISIONS):
+            if len(recorded_decisions(rt, state.start.lineage, k, limit=MIN_DECISIONS)) >= MIN_DECISIONS:
+                break
+            warm = evaluator.child.run_window(f"{scope}/warmup" + (f"{n}" if n else ""), state.start,
+                                              evaluator.race.child_len)
             assert warm.final is not None
             state.start = WindowStart(warm.final.lineage, active)
         warm_trials = rt.budget.used["trials"] - before["trials"]

@@ -16,9 +16,12 @@ from recur.levels.stack import window_length
 
 
 def eval_budget(level: int, opts: RunOptions) -> int:
-    """Level-1 trials the worst case needs: baseline, a warm-up window, and every pair of a full race."""
+    """Level-1 trials the worst case needs: baseline, warm-up windows (at most one per decision the level below
+    must have made, ``heldout_evaluate``), and every pair of a full race."""
+    from recur.levels.outer import MIN_DECISIONS
+
     child = window_length(level, opts.window, opts.meta_window)
-    return opts.baseline_repeats + child + 2 * child * (opts.max_pairs + opts.confirm_pairs)
+    return opts.baseline_repeats + MIN_DECISIONS * child + 2 * child * (opts.max_pairs + opts.confirm_pairs)
 
 
 def slug_for(name: str) -> str:

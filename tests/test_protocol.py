@@ -34,6 +34,18 @@ def test_an_inert_mechanism_is_inactive_before_it_spends_a_trial(workdir: Path, 
     assert "would change none of" in out["reason"]
 
 
+def test_a_model_based_mechanism_judged_from_a_fresh_start_sees_enough_decisions(workdir: Path) -> None:
+    """A transfer or `recur mech eval` starts from a baseline alone; gp_ei models only from 6 points, so after a
+    single warm-up window of 3 trials it changed no decision and was judged inactive (the transfer of the one
+    synthetic promotion to gpt_pretrain, 2026-12-03). The warm-up runs until level 1 has made 6 decisions."""
+    builtin = Path(__file__).resolve().parent.parent / "mechanism_store" / "builtin" / "gp_ei.py"
+    out = _eval(builtin, 3, workdir, "--window", "3", "--max-pairs", "2", "--screen-seeds", "0")
+    assert out["verdict"] != "inactive", out
+    assert out["effects"].get("propose", 0) > 0, out
+    warmup = [t for t in TraceStore(workdir / ".recur" / "trace.db").trials(level=1) if "/warmup" in t["scope"]]
+    assert len(warmup) == 6  # two windows of 3 after the baseline
+
+
 class AlwaysPropose:
     """A level-2 proposer that offers the same ready-made mechanism at every step (a plug-in point the
     bootstrapping proposer also uses), so the run's level 2 is exactly that mechanism, again and again."""
