@@ -394,17 +394,19 @@ COLUMNS = ["group", "label", "repeats", "mean_delta", "ci_low", "ci_high", "p_vs
 
 def table_markdown(results: dict[str, Any]) -> str:
     lines = [f"Δ best {results['metric']} from the baseline per run (negative = better for a metric to minimise); "
-             f"mean ± 95% CI over repeats (a repeat '× n' averages n runs, each its own seed); p: paired sign-flip permutation test against A (same seeds).", "",
+             f"mean ± 95% CI over repeats (a repeat '× n' averages n runs, each its own seed); p: paired sign-flip permutation test against A (same seeds).", ""]
+    moved = (results.get("spec") or {}).get("transfer_task")  # a column only for an ablation that transfers
+    lines += [
              "| group | what | repeats | Δ best (mean [95% CI]) | per repeat | L1 trials | tokens | USD | promoted "
-             "| hook calls | held-out score | p vs A |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| hook calls | held-out score |" + (f" transfer to {moved} |" if moved else "") + " p vs A |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if moved else "")]
     for r in results["groups"]:
         hooks = ", ".join(f"{k}={v}" for k, v in sorted(r["hook_calls"].items())) or "-"
         lines.append(
             f"| {r['group']} | {r['label']} | {r['repeats']}{_times(r.get('instances', 1))} | {_f(r['mean_delta'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}] "
             f"| {' '.join(_f(d) for d in r['deltas'])} | {r['trials_mean']:.1f} | {r['tokens']} | {r['usd']:.4f} "
             f"| {r['promoted']} | {hooks} | {_f(r['heldout_mean'], 5)} ({r['heldout_n']}) "
-            f"| {_p(r['p_vs_A'])} |")
+            + (f"| {_f(r.get('transfer_mean'), 5)} " if moved else "") + f"| {_p(r['p_vs_A'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -90,6 +90,9 @@ def test_ablate_runs_every_group_under_one_harness_and_resumes(workdir: Path) ->
     info = MechanismStore(Path(after["workspace"]) / ".recur" / "store").info(planted.name)
     assert "held-out seeds" in info.trailers["Held-Out"] and entry["heldout_trials"] > 0
     assert info.trailers["Transfer"].startswith("synthetic:") and "transfer" in entry
+    table = (out / "table.md").read_text()  # the transfer score is a column of the table, as in the trailer
+    moved = "-" if entry["transfer"] is None else f"{entry['transfer']:+.5f}"
+    assert "| transfer to synthetic |" in table and f"| {moved} |" in table
     assert json.loads((out / "results.json").read_text())["groups"][0]["deltas"] == rows["A"]["deltas"]
 
 
