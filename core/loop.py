@@ -69,7 +69,9 @@ class Loop(abc.ABC):
         """Called once when the window ends (flush hook counts, close workers)."""
 
 
-def _relative(scope: str, run_id: str) -> str:
+def run_relative(scope: str, run_id: str) -> str:
+    """``scope`` without its run id: seeds derive from this, so the same ``--seed`` replays the same trials
+    in any workspace (a run id is a timestamp)."""
     return scope[len(run_id) + 1:] if scope.startswith(run_id + "/") else scope
 
 
@@ -148,7 +150,7 @@ def drive(
                 if row is not None:  # died while running: evaluate the same candidate again, never re-propose
                     candidate = row.candidate
                 else:  # proposed from what is recorded so far, while earlier trials may still be running
-                    seed = seed_of(i) if seed_of else derive_seed(run_seed, _relative(seed_scope or scope, run_id), i)
+                    seed = seed_of(i) if seed_of else derive_seed(run_seed, run_relative(seed_scope or scope, run_id), i)
                     candidate = loop.propose(StepContext(run_id, scope, i, trial_id, seed, list(history)))
                 trace.begin_trial(run_id, scope, i, candidate, loop.hook_delta())
                 started = i + 1

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from recur.core.budget import Budget
-from recur.core.loop import derive_seed
+from recur.core.loop import derive_seed, run_relative
 from recur.core.records import Candidate
 from recur.levels.outer import MIN_DECISIONS, OuterLoop, OuterState, recorded_decisions
 from recur.levels.runtime import Runtime
@@ -31,7 +31,7 @@ def heldout_lineage(rt: Runtime, sha: str, metric: float | None, scope: str) -> 
     level-1 trials as history (the dry run replays their decisions)."""
     ids = [t["id"] for t in rt.trace.trials(rt.run_id, level=1) if t["status"] != "running"
            and "/heldout/" not in t["scope"] and "/transfer/" not in t["scope"]]
-    index = HELDOUT_INDEX + derive_seed(rt.seed, scope) % HELDOUT_INDEX
+    index = HELDOUT_INDEX + derive_seed(rt.seed, run_relative(scope, rt.run_id)) % HELDOUT_INDEX
     return Lineage(sha, metric, sha, index, {1: tuple(ids)})
 
 
@@ -93,7 +93,7 @@ def candidate_for(rt: Runtime, info: Any, source: str, scope: str, level: int) -
 
     payload = {"mechanism": info.name, "branch": info.branch, "slug": info.slug, "hooks": defined_hooks(source),
                "family": info.trailers.get("Family") or info.slug}
-    return Candidate(scope, level + 1, payload["family"], payload, derive_seed(rt.seed, scope))
+    return Candidate(scope, level + 1, payload["family"], payload, derive_seed(rt.seed, run_relative(scope, rt.run_id)))
 
 
 def describe(result: dict[str, Any], where: str) -> str:

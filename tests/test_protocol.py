@@ -46,6 +46,24 @@ def test_a_model_based_mechanism_judged_from_a_fresh_start_sees_enough_decisions
     assert len(warmup) == 6  # two windows of 3 after the baseline
 
 
+def test_the_same_seed_gives_the_same_verdict_in_any_workspace(tmp_path: Path) -> None:
+    """A run id is a timestamp; the race's arm order and the held-out seeds derived from it once, so the same
+    ``recur mech eval --seed`` promoted in one directory and rejected in the next (the race-power test failed
+    in CI on this). Two evaluations some seconds apart must agree trial for trial."""
+    from recur.mechanism_store.builtin import render
+
+    tpe = tmp_path / "tpe.py"
+    tpe.write_text(render("tpe", {}))
+    outs, lines = [], []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        outs.append(_eval(tpe, 0, tmp_path / name, "--window", "4", "--max-pairs", "3", "--screen-seeds", "0"))
+        trials = TraceStore(tmp_path / name / ".recur" / "trace.db").trials(level=1)
+        lines.append([(t["scope"].split("/", 1)[1], t["metric"]) for t in trials])
+    assert lines[0] == lines[1]
+    assert (outs[0]["verdict"], outs[0]["p"], outs[0]["mean_diff"]) == (outs[1]["verdict"], outs[1]["p"], outs[1]["mean_diff"])
+
+
 class AlwaysPropose:
     """A level-2 proposer that offers the same ready-made mechanism at every step (a plug-in point the
     bootstrapping proposer also uses), so the run's level 2 is exactly that mechanism, again and again."""
