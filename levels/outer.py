@@ -128,6 +128,14 @@ def recorded_decisions(rt: Runtime, lineage: Lineage, level: int, limit: int = D
     return out
 
 
+def level_seed(rt: Runtime, level: int, lineage: Lineage) -> int:
+    """The seed of level ``level``'s next step on ``lineage``: from how many steps it has taken there (a race
+    continued across windows counts once), never from a scope. Level k then draws the same seeds alone or
+    inside level k+1's windows and arms, as level 1 does from its trial index."""
+    trials = rt.trials_of(lineage.trail.get(level, ()))
+    return derive_seed(rt.seed, f"L{level}", sum(1 for t in trials if not t.candidate.payload.get("continues")))
+
+
 def without_slug(mechanisms: list[ActiveMechanism], slug: str) -> list[ActiveMechanism]:
     return [m for m in mechanisms if m.name.rsplit("-", 1)[0] != slug]
 
@@ -156,8 +164,12 @@ class OuterLoop(Loop):
         return self.state.start.lineage
 
     def history(self) -> list[Trial]:
-        """This level's steps on the lineage: the whole run's, not just this window's."""
-        return self.rt.trials_of(self.lineage.trail.get(self.level, ()))
+        """This level's steps on the lineage: the whole run's, not just this window's, with a race that windows
+        of the level above cut into parts shown once, as its latest part. Level k then sees the same history
+        whether it runs alone or inside level k+1's windows (a level k+1 that changes nothing is level k alone)."""
+        trials = self.rt.trials_of(self.lineage.trail.get(self.level, ()))
+        continued = {t.candidate.payload.get("continues") for t in trials}
+        return [t for t in trials if t.candidate.id not in continued]
 
     # ------------------------------------------------------------ propose
     def propose(self, ctx: StepContext) -> Candidate:
@@ -166,18 +178,18 @@ class OuterLoop(Loop):
 
         rt, k = self.rt, self.level
         wasted = idle = 0  # in a row: candidates that failed the gate or the dry run; steps that moved nothing
-        for t in reversed(ctx.history):
+        history = self.history()
+        for t in reversed(history):
             if t.outcome.status not in FREE:
                 break
             idle += 1
             wasted += t.outcome.status in (UNSAFE, INACTIVE)
-        history = self.history()
         if (not self.fits_pair(self.lineage) or self.policy is None
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
         waiting = self.unfinished_race(history)
         if waiting is not None:  # a race the previous window's end cut off goes on where it stopped
-            return _again(ctx, waiting, continues=waiting.candidate.id,
+            return _again(ctx, waiting, seed=waiting.candidate.seed, continues=waiting.candidate.id,
                           race_seed=waiting.candidate.payload.get("race_seed", waiting.candidate.seed))
         best = self.next_shortlisted(history)
         if best is not None:
@@ -468,7 +480,7 @@ class OuterLoop(Loop):
         verdict = self.policy.hooks.accept(
             {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
              "default_keep": passed, "maximize": True, "step": len(self.history())},
-            [t.as_record() for t in history[-50:]], candidate.seed) if self.policy else None
+            [t.as_record() for t in self.history()[-50:]], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
         status = ("promoted" if self.spec.top else "confirmed") if keep else "rejected"
@@ -518,12 +530,14 @@ class OuterLoop(Loop):
             store.update(info.branch, status, **trailers)
 
 
-def _again(ctx: StepContext, trial: Trial, **marks: Any) -> Candidate:
+def _again(ctx: StepContext, trial: Trial, seed: int | None = None, **marks: Any) -> Candidate:
     """A new step for the candidate of an earlier ``trial`` (its race continued, or its shortlisted entry raced):
-    the same mechanism and payload, without the earlier step's policy decision and shortlist flag."""
+    the same mechanism and payload, without the earlier step's policy decision and shortlist flag. A continued
+    race keeps its seed (``seed``): it is the same race, one step or several."""
     c = trial.candidate
     payload = {key: v for key, v in c.payload.items() if key not in ("decision", "shortlist")}
-    return Candidate(ctx.trial_id, c.level, c.kind, {**payload, **marks}, ctx.seed, parent=c.parent)
+    return Candidate(ctx.trial_id, c.level, c.kind, {**payload, **marks}, ctx.seed if seed is None else seed,
+                     parent=c.parent)
 
 
 def _below(active: dict[int, list[ActiveMechanism]], level: int) -> dict[int, list[ActiveMechanism]]:
@@ -565,7 +579,8 @@ class LevelK:
         loop = OuterLoop(self, state, policy, end)
         try:
             history = drive(loop, rt.trace, rt.run_id, scope, 10 ** 9, rt.budget, on_trial=rt.on_trial,
-                            run_seed=rt.seed, stop=lambda: end is not None and state.start.lineage.index >= end)
+                            run_seed=rt.seed, seed_of=lambda _: level_seed(rt, k, state.start.lineage),
+                            stop=lambda: end is not None and state.start.lineage.index >= end)
         finally:
             close_policy(policy)
         rt.remember(history)

@@ -118,6 +118,38 @@ def test_a_level_2_that_never_changes_a_decision_is_level_1_alone(tmp_path: Path
     assert d_best == a_best  # the same files kept
 
 
+def _stack_line(ws: Path, seed: int, budget: int, levels: int, extra: list) -> tuple[list[tuple], list, list]:
+    """The level-1 main line of a ``levels``-level run built as ``recur run`` builds it, with ``extra`` as the top
+    level's ready-made proposer; also the level-2 steps and the top level's."""
+    from recur.levels.stack import build
+
+    with Run(ws, RunOptions(model="scripted", task="synthetic", levels=levels, max_trials=budget, seed=seed),
+             resume=False) as run:
+        rt = run.rt = run.setup()
+        base = run.baseline(rt)
+        top = build(rt, levels, run.opts)
+        top.extra = extra
+        result = top.run_window(f"{rt.run_id}/L{levels}", WindowStart(base.final.lineage, {}), None)
+        line = _main_line(run.trace, list(result.final.lineage.trail[1]))
+        return line, run.trace.trials(rt.run_id, level=2), run.trace.trials(rt.run_id, level=levels)
+
+
+@pytest.mark.long(seconds=30)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_level_3_that_never_changes_a_decision_is_level_2_alone(tmp_path: Path, seed: int) -> None:
+    """Group E is D + level 3, so E - D must be level 3's effect and nothing else. Level 2 inside level 3's
+    12-trial windows had races cut into parts, streaks reset and seeds drawn from its scope: with a level 3
+    that changed nothing, E still drew another level-1 line than D. Level 2 now draws its seeds from its steps
+    on the line and sees a cut race once, so the lines are the same trial for trial."""
+    source = (MECHS / "inert" / "identity_filter.py").read_text()
+    d, d2, _ = _stack_line(tmp_path / "d", seed, 60, 2, [])
+    e, e2, e3 = _stack_line(tmp_path / "e", seed, 60, 3, [AlwaysPropose(source, "identity_filter")])
+    assert any(s["status"] == "inactive" for s in e3), "the inert level-3 candidate must have been judged"
+    assert any(s["outcome"]["info"].get("unfinished") for s in e2), "a level-2 race must have been cut by a window"
+    assert any("pairs" in s["outcome"]["info"] for s in d2), "level 2 must have raced"
+    assert len(d) == 60 and e == d  # the baseline and every trial of the budget
+
+
 @pytest.mark.long(seconds=56)
 def test_the_race_promotes_a_null_mechanism_at_most_at_its_alpha() -> None:
     """40 seeded races of a select that picks at random among K exchangeable proposals (the default takes the
