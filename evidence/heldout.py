@@ -21,6 +21,11 @@ from recur.levels.window import Lineage, WindowStart
 HELDOUT_INDEX = 1_000_000  # level-1 trial indices from here on are never used by a run: fresh seeds
 
 
+def scope_seed(rt: Runtime, scope: str) -> int:
+    """The seed a check's ``scope`` gives, the same in any workspace (without the run id, a timestamp)."""
+    return derive_seed(rt.seed, run_relative(scope, rt.run_id))
+
+
 def promoted_branches(rt: Runtime) -> list[str]:
     """Branches this workspace's runs promoted (not ``applied`` by hand or by ``--apply``)."""
     return [m.branch for m in rt.store.list(status="promoted")]
@@ -31,7 +36,7 @@ def heldout_lineage(rt: Runtime, sha: str, metric: float | None, scope: str) -> 
     level-1 trials as history (the dry run replays their decisions)."""
     ids = [t["id"] for t in rt.trace.trials(rt.run_id, level=1) if t["status"] != "running"
            and "/heldout/" not in t["scope"] and "/transfer/" not in t["scope"]]
-    index = HELDOUT_INDEX + derive_seed(rt.seed, run_relative(scope, rt.run_id)) % HELDOUT_INDEX
+    index = HELDOUT_INDEX + scope_seed(rt, scope) % HELDOUT_INDEX
     return Lineage(sha, metric, sha, index, {1: tuple(ids)})
 
 
@@ -93,7 +98,7 @@ def candidate_for(rt: Runtime, info: Any, source: str, scope: str, level: int) -
 
     payload = {"mechanism": info.name, "branch": info.branch, "slug": info.slug, "hooks": defined_hooks(source),
                "family": info.trailers.get("Family") or info.slug}
-    return Candidate(scope, level + 1, payload["family"], payload, derive_seed(rt.seed, run_relative(scope, rt.run_id)))
+    return Candidate(scope, level + 1, payload["family"], payload, scope_seed(rt, scope))
 
 
 def describe(result: dict[str, Any], where: str) -> str:

@@ -1,7 +1,7 @@
 """``recur mech eval``: a user's own mechanism judged exactly as an outer level judges a candidate.
 
-Same workspace machinery as ``recur run --levels K+1`` (baseline repeats for the noise threshold, one
-incumbent window so the dry run has decisions to replay), then the gate, the dry run, the race and the
+Same workspace machinery as ``recur run --levels K+1`` (baseline repeats for the noise threshold, incumbent
+windows until the level below has made the decisions a run's level needs before its first candidate), then the gate, the dry run, the race and the
 held-out pairs of ``OuterLoop.evaluate``/``accept`` through ``heldout_evaluate(charge=True)``: no second copy
 of the protocol exists for this command.
 """
@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from recur.levels.outer import MIN_DECISIONS
 from recur.levels.run import Run, RunOptions
 from recur.levels.stack import window_length
 
@@ -18,8 +19,6 @@ from recur.levels.stack import window_length
 def eval_budget(level: int, opts: RunOptions) -> int:
     """Level-1 trials the worst case needs: baseline, warm-up windows (at most one per decision the level below
     must have made, ``heldout_evaluate``), and every pair of a full race."""
-    from recur.levels.outer import MIN_DECISIONS
-
     child = window_length(level, opts.window, opts.meta_window)
     return opts.baseline_repeats + MIN_DECISIONS * child + 2 * child * (opts.max_pairs + opts.confirm_pairs)
 

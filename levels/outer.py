@@ -128,14 +128,6 @@ def recorded_decisions(rt: Runtime, lineage: Lineage, level: int, limit: int = D
     return out
 
 
-def level_seed(rt: Runtime, level: int, lineage: Lineage) -> int:
-    """The seed of level ``level``'s next step on ``lineage``: from how many steps it has taken there (a race
-    continued across windows counts once), never from a scope. Level k then draws the same seeds alone or
-    inside level k+1's windows and arms, as level 1 does from its trial index."""
-    trials = rt.trials_of(lineage.trail.get(level, ()))
-    return derive_seed(rt.seed, f"L{level}", sum(1 for t in trials if not t.candidate.payload.get("continues")))
-
-
 def without_slug(mechanisms: list[ActiveMechanism], slug: str) -> list[ActiveMechanism]:
     return [m for m in mechanisms if m.name.rsplit("-", 1)[0] != slug]
 
@@ -162,6 +154,12 @@ class OuterLoop(Loop):
     @property
     def lineage(self) -> Lineage:
         return self.state.start.lineage
+
+    def next_seed(self) -> int:
+        """The seed of this level's next step: from how many steps it has taken on the line (``history``: a
+        race continued across windows counts once), never from a scope. Level k then draws the same seeds alone
+        or inside level k+1's windows and arms, as level 1 does from its trial index."""
+        return derive_seed(self.rt.seed, f"L{self.level}", len(self.history()))
 
     def history(self) -> list[Trial]:
         """This level's steps on the lineage: the whole run's, not just this window's, with a race that windows
@@ -477,10 +475,11 @@ class OuterLoop(Loop):
             held = [p["diff"] for p in info["confirm"]]
             why += (f"; held-out {len(held)} pair(s) mean {statistics.fmean(held):+.5f}" if held else "; no room for held-out pairs")
         keep = passed
+        line = self.history()
         verdict = self.policy.hooks.accept(
             {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
-             "default_keep": passed, "maximize": True, "step": len(self.history())},
-            [t.as_record() for t in self.history()[-50:]], candidate.seed) if self.policy else None
+             "default_keep": passed, "maximize": True, "step": len(line)},
+            [t.as_record() for t in line[-50:]], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
             keep, why = verdict, why + "; overruled by an accept mechanism"
         status = ("promoted" if self.spec.top else "confirmed") if keep else "rejected"
@@ -579,7 +578,7 @@ class LevelK:
         loop = OuterLoop(self, state, policy, end)
         try:
             history = drive(loop, rt.trace, rt.run_id, scope, 10 ** 9, rt.budget, on_trial=rt.on_trial,
-                            run_seed=rt.seed, seed_of=lambda _: level_seed(rt, k, state.start.lineage),
+                            run_seed=rt.seed, seed_of=lambda _: loop.next_seed(),
                             stop=lambda: end is not None and state.start.lineage.index >= end)
         finally:
             close_policy(policy)
