@@ -30,6 +30,7 @@ from recur.core.loop import derive_seed
 MAX_PROPOSALS = 64
 GUIDE_KEYS = ("frozen", "guidance")
 PICK_HOOKS = ("propose", "filter", "select")
+VETO_ONLY = "veto_only"  # an accept outcome with this set: the default is a promotion gate, hooks may only veto
 
 
 class Invoker(Protocol):
@@ -228,6 +229,8 @@ class HookRunner:
             ok, value = self._invoke(mech, "accept", [outcome, history], derive_seed(seed, mech.name, "accept"),
                                      check, counted)
             if ok:
+                if outcome.get(VETO_ONLY) and not outcome.get("default_keep"):
+                    value = False  # where keeping needs evidence, a hook may refuse what the gate grants, never grant
                 return value, mech
         return None, None
 

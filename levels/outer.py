@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from recur.core.budget import Budget
-from recur.core.hooks import ActiveMechanism, HookRunner, replay_changes
+from recur.core.hooks import VETO_ONLY, ActiveMechanism, HookRunner, replay_changes
 from recur.core.loop import Loop, StepContext, derive_seed, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
 from recur.core.stats import bootstrap_ci, race_step
@@ -476,15 +476,15 @@ class OuterLoop(Loop):
             why += (f"; held-out {len(held)} pair(s) mean {statistics.fmean(held):+.5f}" if held else "; no room for held-out pairs")
         keep = passed
         line = self.history()
-        verdict = self.policy.hooks.accept(
-            {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
-             "default_keep": passed, "maximize": True, "step": len(line)},
-            [t.as_record() for t in line[-50:]], candidate.seed) if self.policy else None
+        # A promotion is a claim of evidence: an accept mechanism may veto one the gate grants, never grant one.
+        asked = {"metric": outcome.metric, "status": outcome.status, "best_metric": None, "incumbent_metric": 0.0,
+                 "default_keep": passed, "maximize": True, "step": len(line), VETO_ONLY: True}
+        verdict = self.policy.hooks.accept(asked, [t.as_record() for t in line[-50:]], candidate.seed) if self.policy else None
         if verdict is not None and verdict != passed:
-            keep, why = verdict, why + "; overruled by an accept mechanism"
+            keep, why = verdict, why + "; vetoed by an accept mechanism"
         status = ("promoted" if self.spec.top else "confirmed") if keep else "rejected"
         return Decision(keep, ("promote: " if keep else "reject: ") + why,
-                        {"ci": [lo, hi], "p": race["p"], "status": status})
+                        {"ci": [lo, hi], "p": race["p"], "status": status, "accept": asked})
 
     # ------------------------------------------------------------- record
     def record(self, trial: Trial) -> str | None:

@@ -62,3 +62,24 @@ def test_the_dry_run_counts_decisions_a_candidate_would_change() -> None:
         with box:
             assert replay_changes(hooks, mech.name, offered) == expected
         assert not hooks.stats  # replays are never counted as calls
+
+
+def test_where_keeping_needs_evidence_an_accept_hook_may_veto_but_never_grant() -> None:
+    """An outer level's keep is a promotion, a claim of evidence (docs/protocol.md): with ``veto_only`` set an
+    accept mechanism that says keep to a rejected candidate changes nothing (and is not counted as an effect,
+    live or in the dry run), while one that says discard to a passed candidate does. Without it (level 1's
+    keep rule) a keep-everything accept overrides, the way simulated annealing keeps a worse edit."""
+    keep = _mech("keep", (MECHS / "null" / "always_keep.py").read_text(), candidate=True)
+    never = _mech("never", (MECHS / "null" / "never_keep.py").read_text(), candidate=True)
+    refused, granted = ({"status": "ok", "default_keep": v, "veto_only": True} for v in (False, True))
+    hooks, box = _runner(keep)
+    with box:
+        assert hooks.accept(refused, [], 0) is False and hooks.accept(granted, [], 0) is True
+        assert hooks.accept({"status": "ok", "default_keep": False}, [], 0) is True  # level 1: a search move
+        assert replay_changes(hooks, "keep", [{"context": {"history": []}, "seed": 0, "accept": refused}]) == 0
+    assert hooks.stats[("keep", "accept")].calls == 3 and hooks.stats[("keep", "accept")].changed == 1
+    hooks, box = _runner(never)
+    with box:
+        assert hooks.accept(granted, [], 0) is False and hooks.accept(refused, [], 0) is False
+        assert replay_changes(hooks, "never", [{"context": {"history": []}, "seed": 0, "accept": granted}]) == 1
+    assert hooks.stats[("never", "accept")].changed == 1

@@ -13,6 +13,7 @@ import pytest
 from conftest import run_cli
 from recur.core.trace import TraceStore
 from recur.evidence.heldout import measure_races
+from recur.core.hooks import ActiveMechanism
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.run import Run, RunOptions
 from recur.levels.window import Level1, WindowStart
@@ -116,6 +117,28 @@ def test_a_level_2_that_never_changes_a_decision_is_level_1_alone(tmp_path: Path
     assert all(s["outcome"]["info"].get("trials", 0) == 0 for s in steps if s["status"] == "inactive")
     assert len(a) == 15 and d == a  # same edits, seeds, metrics and keep decisions, in the same order
     assert d_best == a_best  # the same files kept
+
+
+def test_an_accept_mechanism_at_level_2_cannot_promote_what_the_race_rejected(tmp_path: Path) -> None:
+    """Found in issue 11's ablation (seed 100): a ported level-1 mechanism with an ``accept`` hook, active at
+    level 2, overruled the race and promoted gp_ei after one block at p = 1. A promotion needs evidence, so at
+    an outer level an accept hook may only veto. Races of at most two blocks can never pass (a sign-flip p is
+    at least 0.25 there), so every race here must end rejected, with the keep-everything hook called and
+    changing nothing."""
+    source = (MECHS / "null" / "random_select.py").read_text()
+    keep = (MECHS / "null" / "always_keep.py").read_text()
+    with Run(tmp_path, RunOptions(model="scripted", task="synthetic", levels=2, max_trials=48, seed=3), resume=False) as run:
+        rt = run.rt = run.setup()
+        base = run.baseline(rt)
+        level2 = LevelK(rt, 2, Level1(rt), RaceSettings(child_len=3, max_pairs=2), top=True,
+                        extra=[AlwaysPropose(source, "random_select")])
+        accept = ActiveMechanism("always_keep", keep, ["accept"])
+        level2.run_window(f"{rt.run_id}/L2", WindowStart(base.final.lineage, {1: [], 2: [accept]}), None)
+        raced = [t for t in run.trace.trials(rt.run_id, level=2) if "pairs" in t["outcome"]["info"]]
+        calls = run.trace.hook_totals(rt.run_id).get(("always_keep", "accept"), {})
+    assert len(raced) >= 2 and calls.get("calls", 0) >= 2, (len(raced), calls)
+    assert not any(t["decision"]["keep"] for t in raced), [t["decision"]["reason"] for t in raced]
+    assert calls["changed"] == 0
 
 
 def _stack_line(ws: Path, seed: int, budget: int, levels: int, extra: list) -> tuple[list[tuple], list, list]:
