@@ -3,13 +3,14 @@
 This is the only recur module a mechanism may import (the static policy allows it and the standard-library
 allowlist, nothing else). It holds no loop objects on purpose: hooks see and return JSON only.
 
-Contract (the same at every level, see docs/hooks.md):
+Contract (the same at every level, docs/protocol.md has how calls and effects are counted):
 
 * ``guide(context) -> context``                 edit the policy's context (guidance, frozen parameters)
 * ``propose(context, rng) -> list[proposal]``   add to or replace ``context["proposals"]``
 * ``filter(proposals, history) -> list``        drop proposals; must return a subset
 * ``select(proposals, history, rng) -> proposal``  choose one of its inputs
-* ``accept(outcome, history, rng) -> bool``     keep or discard beyond the default gate
+* ``accept(outcome, history, rng) -> bool``     keep or discard beyond the default gate; where
+  ``outcome["veto_only"]`` is set (level >= 2, where keeping is promoting) only a discard counts
 
 Hooks must be pure: the same JSON in and the same seed give the same answer. All memory a mechanism needs
 (tabu lists, bandit counts, elite archives) is derived from ``history``, which is what makes a killed run
