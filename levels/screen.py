@@ -185,7 +185,12 @@ def screen(space: dict[str, dict[str, Any]], objectives: list[tuple[str, str, Ob
         by_kind.setdefault(kind, []).append(d)
     mean = statistics.fmean(diffs) if diffs else 0.0
     p = sign_flip_pvalue(diffs, seed=seed % 1000) if diffs else 1.0
-    return {"passed": bool(diffs) and mean > 0 and p <= settings.alpha, "diff": mean, "p": p, "runs": len(diffs),
+    # No objective (too few trials to fit a surrogate, no cheap instances), or simulated runs that all tie (a
+    # surrogate that predicts nothing better than the incumbent's own point), is no evidence either way: the
+    # screen filters harm, so such a candidate goes on unscreened rather than being thrown away unseen.
+    informative = any(d != 0.0 for d in diffs)
+    return {"passed": not informative or (mean > 0 and p <= settings.alpha), "informative": informative,
+            "diff": mean, "p": p, "runs": len(diffs),
             "kinds": {k: statistics.fmean(v) for k, v in by_kind.items()}, "seconds": round(time.monotonic() - t0, 3),
             "settings": asdict(settings)}
 
