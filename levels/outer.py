@@ -364,10 +364,9 @@ class OuterLoop(Loop):
         if self.race.screen is not None and hasattr(self.child, "screen"):
             screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
                                          self.race.screen)
-            verdict = (f"screen: mean {screened['diff']:+.4g} per trial over {screened['runs']} simulated runs, "
-                       f"p = {screened['p']:.3g}" if screened.get("informative", True) else
-                       f"screen: uninformative ({screened['runs']} simulated runs, every one a tie with the incumbent), "
-                       "so not screened")
+            from recur.levels.screen import screen_reason
+
+            verdict = screen_reason(screened)
             if not screened["passed"]:
                 return Outcome(SCREENED, metric=screened["diff"], info={"dry_run": dry, "screen": screened, "trials": 0,
                                                                         "reason": verdict})

@@ -195,6 +195,15 @@ def screen(space: dict[str, dict[str, Any]], objectives: list[tuple[str, str, Ob
             "settings": asdict(settings)}
 
 
+def screen_reason(screened: dict[str, Any]) -> str:
+    """The screen's verdict in words, for the trace and the console."""
+    if screened.get("informative", True):
+        return f"screen: mean {screened['diff']:+.4g} per trial over {screened['runs']} simulated runs, p = {screened['p']:.3g}"
+    why = (f"{screened['runs']} simulated runs, every one a tie with the incumbent" if screened["runs"]
+           else "too few level-1 trials to simulate yet")
+    return f"screen: uninformative ({why}), so not screened"
+
+
 def policy_maker(backend_of: Callable[[], Any], invoker: Any, fallback: Any) -> Callable[[list[ActiveMechanism]], SearchPolicy]:
     """Build a fresh SearchPolicy per simulated run (fresh hook counts), sharing one sandbox invoker."""
 
@@ -204,4 +213,5 @@ def policy_maker(backend_of: Callable[[], Any], invoker: Any, fallback: Any) -> 
     return make
 
 
-__all__ = ["ScreenSettings", "SharedScreens", "fit_surrogate", "policy_maker", "screen", "screen_fingerprint", "unit_row"]
+__all__ = ["ScreenSettings", "SharedScreens", "fit_surrogate", "policy_maker", "screen", "screen_fingerprint", "screen_reason",
+           "unit_row"]

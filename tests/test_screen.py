@@ -14,7 +14,7 @@ from recur.core.hooks import ActiveMechanism
 from recur.core.policy import ScriptedBackend
 from recur.core.sandbox import Sandbox
 from recur.evidence.ablate import best_so_far
-from recur.levels.screen import ScreenSettings, fit_surrogate, policy_maker, screen, unit_row
+from recur.levels.screen import ScreenSettings, fit_surrogate, policy_maker, screen, screen_reason, unit_row
 from recur.levels.simulate import run_level1
 from recur.mechanism_store.builtin import render
 from recur.mechanism_store.gate import defined_hooks
@@ -93,6 +93,7 @@ def test_with_nothing_to_simulate_a_candidate_goes_on_unscreened() -> None:
     make = policy_maker(lambda: ScriptedBackend(3), None, ScriptedBackend(3))
     out = screen(SPACE, [], make, [_mechanism("harmful", HARMFUL)], [], ScreenSettings(seeds=6, horizon=20), 0)
     assert out["runs"] == 0 and not out["informative"] and out["passed"]
+    assert screen_reason(out) == "screen: uninformative (too few level-1 trials to simulate yet), so not screened"
 
 
 def test_simulated_level1_keeps_only_improvements_beyond_the_threshold() -> None:
