@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from recur.core.hooks import ActiveMechanism
 from recur.core.trace import TraceStore
 from recur.evidence.heldout import measure_races
-from recur.core.hooks import ActiveMechanism
 from recur.levels.outer import LevelK, RaceSettings
 from recur.levels.run import Run, RunOptions
 from recur.levels.window import Level1, WindowStart
