@@ -55,6 +55,53 @@ MIN_DECISIONS = 6  # level-(k-1) decisions before the first candidate: a dry run
 KEEP_STATUSES = ("promoted", "applied")  # never demoted by a re-proposal
 
 
+def since_last_move(history: list[Trial]) -> list[Trial]:
+    """The steps after the last one that spent level-1 trials (a race, its continuation or an incumbent window):
+    what level k judged against the lineage as it stands now. A screen or shortlist from before that step was
+    measured from another best and another history, so it is no evidence about the present."""
+    for pos in range(len(history) - 1, -1, -1):
+        if int(history[pos].outcome.info.get("trials", 0) or 0) > 0:
+            return history[pos + 1:]
+    return history
+
+
+def idle_streak(history: list[Trial]) -> tuple[int, int]:
+    """(steps in a row that moved nothing, how many of them were wasted): unsafe, inactive, or a mechanism
+    already judged since the lineage last moved (a repeat learns nothing new and only delays the next window)."""
+    fresh = since_last_move(history)
+    seen = [t.candidate.payload.get("mechanism") for t in fresh]
+    idle = wasted = 0
+    for pos in range(len(fresh) - 1, -1, -1):
+        t = fresh[pos]
+        if t.outcome.status not in FREE:
+            break
+        idle += 1
+        wasted += t.outcome.status in (UNSAFE, INACTIVE) or seen[pos] in seen[:pos]
+    return idle, wasted
+
+
+def pick_shortlisted(history: list[Trial], shortlist: int) -> Trial | None:
+    """The shortlisted candidate to race now, if any, once ``shortlist`` are waiting or ``EXPLORE_PER_SLOT`` per
+    slot have been proposed since the last race: of those screened since the lineage last moved
+    (``since_last_move``) the best-screened, and an older entry only when none is that fresh. A screen from
+    before a race was measured from another best, so its difference does not rank against a fresh one (expiring
+    old entries instead costs about 40% more screening per run: docs/protocol.md)."""
+    used = {t.candidate.payload.get("shortlisted_from") for t in history}
+    waiting = [t for t in history if t.outcome.status == SHORTLISTED and t.candidate.id not in used]
+    if not waiting:
+        return None
+    fresh = {t.candidate.id for t in since_last_move(history)}
+    since = 0
+    for t in reversed(history):
+        if t.candidate.payload.get("shortlisted_from") or t.outcome.info.get("race"):
+            break
+        since += 0 if t.candidate.payload.get(INCUMBENT) else 1
+    if len(waiting) < shortlist and since < EXPLORE_PER_SLOT * shortlist:
+        return None
+    return max(waiting, key=lambda t: (t.candidate.id in fresh,
+                                       t.outcome.metric if t.outcome.metric is not None else float("-inf"), t.candidate.id))
+
+
 class WindowRunner(Protocol):
     level: int
 
@@ -175,13 +222,8 @@ class OuterLoop(Loop):
         from recur.mechanism_store.builtin import render
 
         rt, k = self.rt, self.level
-        wasted = idle = 0  # in a row: candidates that failed the gate or the dry run; steps that moved nothing
         history = self.history()
-        for t in reversed(history):
-            if t.outcome.status not in FREE:
-                break
-            idle += 1
-            wasted += t.outcome.status in (UNSAFE, INACTIVE)
+        idle, wasted = idle_streak(history)
         if (not self.fits_pair(self.lineage) or self.policy is None
                 or len(recorded_decisions(rt, self.lineage, k - 1, limit=MIN_DECISIONS)) < MIN_DECISIONS):
             return Candidate(ctx.trial_id, k, INCUMBENT, {"incumbent": True}, ctx.seed)
@@ -245,20 +287,7 @@ class OuterLoop(Loop):
         filling it. Screening is free of level-1 trials and racing is not, so the level looks at several
         candidates on cheap evidence and spends real trials on the most promising first."""
         screen = self.race.screen
-        if screen is None:
-            return None
-        used = {t.candidate.payload.get("shortlisted_from") for t in history}
-        waiting = [t for t in history if t.outcome.status == SHORTLISTED and t.candidate.id not in used]
-        if not waiting:
-            return None
-        since = 0
-        for t in reversed(history):
-            if t.candidate.payload.get("shortlisted_from") or t.outcome.info.get("race"):
-                break
-            since += 0 if t.candidate.payload.get(INCUMBENT) else 1
-        if len(waiting) < screen.shortlist and since < EXPLORE_PER_SLOT * screen.shortlist:
-            return None
-        return max(waiting, key=lambda t: (t.outcome.metric if t.outcome.metric is not None else float("-inf"), t.candidate.id))
+        return None if screen is None else pick_shortlisted(history, screen.shortlist)
 
     def _candidate(self, ctx: StepContext, spec: dict[str, Any], decision: dict[str, Any] | None = None) -> Candidate:
         rt, k = self.rt, self.level
