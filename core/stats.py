@@ -150,7 +150,7 @@ per-block effect is a tenth of the block's spread, were dropped at 4 or 8 blocks
 @dataclass
 class RaceStep:
     decision: str  # "promote" (significant gain), "drop" (likely worse, or out of pairs) or "continue"
-    p: float
+    p: float | None  # None between looks: the gate did not test at this many pairs
     mean: float
     pairs: int
 
@@ -163,14 +163,15 @@ def race_step(diffs: Sequence[float], alpha: float, max_pairs: int, seed: int = 
     better) promotes when p <= ``race_alpha``; from four pairs on a candidate that is behind with a one-sided
     p of being worse at most ``FUTILITY`` is dropped (futility: stopping early never raises the false
     promotion rate); at ``max_pairs`` it is dropped. A non-finite
-    difference drops at once.
+    difference drops at once. Between looks nothing is tested and ``p`` is None (a race that a run's end cut
+    at 5 pairs once reported p = 1 beside an all-positive CI).
     """
     n = len(diffs)
     if n and not all(d is not None and math.isfinite(d) for d in diffs):
         return RaceStep("drop", 1.0, math.nan, n)
     mean = statistics.fmean(diffs) if n else 0.0
     if n not in race_looks(max_pairs):
-        return RaceStep("continue" if n < max_pairs else "drop", 1.0, mean, n)
+        return RaceStep("continue" if n < max_pairs else "drop", None, mean, n)
     p = sign_flip_pvalue(diffs, seed=seed)
     if mean > 0 and p <= race_alpha(alpha, max_pairs):
         return RaceStep("promote", p, mean, n)

@@ -499,8 +499,8 @@ class OuterLoop(Loop):
             return Decision(False, f"race continues in the next window ({race['pairs']} pair(s) so far, "
                                    f"{len(info['confirm'])} held-out)", {"ci": [lo, hi], "p": race["p"], "status": "candidate"})
         passed = race["decision"] == "promote" and info["confirmed"]
-        why = (f"race {race['decision']} after {race['pairs']} pair(s), one-sided p = {race['p']:.3g}, "
-               f"CI [{lo:.5f}, {hi:.5f}]")
+        tested = "not tested at this count" if race["p"] is None else f"one-sided p = {race['p']:.3g}"
+        why = f"race {race['decision']} after {race['pairs']} pair(s), {tested}, CI [{lo:.5f}, {hi:.5f}]"
         if race["decision"] == "promote":
             held = [p["diff"] for p in info["confirm"]]
             why += (f"; held-out {len(held)} pair(s) mean {statistics.fmean(held):+.5f}" if held else "; no room for held-out pairs")

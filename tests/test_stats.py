@@ -183,6 +183,14 @@ def test_looks_double_and_alpha_is_split_over_the_looks_that_can_reject() -> Non
     assert race_step([-1.0, 0.5, -2.0, 0.1], 0.05, 8).decision == "continue"  # behind, p(worse) = 4/16
 
 
+def test_between_looks_the_race_reports_no_p_rather_than_a_placeholder() -> None:
+    """A race the run's end cut at 5 pairs, all five ahead, was reported 'p = 1' beside a CI above zero."""
+    cut = race_step([0.01, 0.02, 0.03, 0.02, 0.05], 0.05, 16)
+    assert (cut.decision, cut.p) == ("continue", None)
+    looked = race_step([0.01, 0.02, 0.03, 0.02], 0.05, 16)
+    assert looked.p is not None and looked.p == pytest.approx(1 / 16, abs=1e-3)
+
+
 def test_futility_drops_a_likely_worse_candidate_and_keeps_one_merely_not_yet_ahead() -> None:
     assert race_step([-1.0, -2.0, -1.0, -3.0], 0.05, 16).decision == "drop"  # p(worse) = 1/16
     assert race_step([0.5, -0.6, 0.4, -0.4], 0.05, 16).decision == "continue"  # mean < 0 but p(worse) = 7/16
