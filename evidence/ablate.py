@@ -26,13 +26,13 @@ from typing import Any, Callable
 
 GROUPS: dict[str, dict[str, Any]] = {
     "A": {"label": "level 1 only", "levels": 1, "apply": []},
-    "B": {"label": "level 1 + parameter guidance (level 1.5)", "levels": 1, "apply": ["freeze_guidance"]},
-    "C": {"label": "B + level 2", "levels": 2, "apply": ["freeze_guidance"]},
-    "D": {"label": "level 1 + level 2", "levels": 2, "apply": []},
+    "B": {"label": "level 1 + parameter guidance (level 1.5)", "levels": 1, "apply": ["freeze_guidance"], "extends": "A"},
+    "C": {"label": "B + level 2", "levels": 2, "apply": ["freeze_guidance"], "extends": "B"},
+    "D": {"label": "level 1 + level 2", "levels": 2, "apply": [], "extends": "A"},
     # E is D + level 3, so E - D is level 3's effect alone; until 2026-12-02 it was C + level 3 (now F), which
     # also carried level 1.5: applied freeze_guidance halves the best family's gain (docs/design-notes.md)
-    "E": {"label": "D + level 3", "levels": 3, "apply": []},
-    "F": {"label": "C + level 3", "levels": 3, "apply": ["freeze_guidance"]},
+    "E": {"label": "D + level 3", "levels": 3, "apply": [], "extends": "D"},
+    "F": {"label": "C + level 3", "levels": 3, "apply": ["freeze_guidance"], "extends": "C"},
 }
 JOB_RESULT = "ablation-job.json"
 
@@ -352,7 +352,31 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         })
     metric, maximize = _metric(spec)
     return {"id": spec.id, "task": spec.task, "preset": spec.preset, "metric": metric, "maximize": maximize,
-            "spec": asdict(spec), "groups": rows}
+            "spec": asdict(spec), "groups": rows, "added": [added_effect(g, runs, by_group, spec.seed) for g in spec.groups
+                                                          if GROUPS[g].get("extends") in runs]}
+
+
+def added_effect(group: str, runs: dict[str, dict[int, list[dict[str, Any]]]], by_group: dict[str, dict[int, Any]],
+                 seed: int) -> dict[str, Any]:
+    """What a group adds to the group it extends (E - D is level 3's effect alone): the paired difference per
+    repeat with its CI and two-sided p, and how many single runs differ at all. A level that changes no
+    decision leaves every run as the group below ran it, so the runs that differ are where it acted."""
+    from recur.core.stats import mean_ci, paired_pvalue
+
+    base = GROUPS[group]["extends"]
+    shared = sorted(r for r in set(by_group[group]) & set(by_group[base])
+                    if by_group[group][r]["delta"] is not None and by_group[base][r]["delta"] is not None)
+    diffs = [by_group[group][r]["delta"] - by_group[base][r]["delta"] for r in shared]
+    lo, hi = mean_ci(diffs)
+    mine = {(j["repeat"], j.get("instance", 0)): j["delta"] for js in runs[group].values() for j in js}
+    theirs = {(j["repeat"], j.get("instance", 0)): j["delta"] for js in runs[base].values() for j in js}
+    moved = [mine[k] - theirs[k] for k in sorted(set(mine) & set(theirs))
+             if mine[k] is not None and theirs[k] is not None and mine[k] != theirs[k]]
+    return {"group": group, "extends": base, "repeats": len(diffs),
+            "mean_diff": statistics.fmean(diffs) if diffs else None, "ci_low": lo, "ci_high": hi,
+            "p": paired_pvalue(diffs, seed=seed) if diffs else None,
+            "runs": len(set(mine) & set(theirs)), "runs_differ": len(moved),
+            "runs_lower": sum(d < 0 for d in moved), "runs_higher": sum(d > 0 for d in moved)}
 
 
 def _repeat_of(instances: list[dict[str, Any]]) -> dict[str, Any]:
@@ -407,6 +431,10 @@ def table_markdown(results: dict[str, Any]) -> str:
             f"| {' '.join(_f(d) for d in r['deltas'])} | {r['trials_mean']:.1f} | {r['tokens']} | {r['usd']:.4f} "
             f"| {r['promoted']} | {hooks} | {_f(r['heldout_mean'], 5)} ({r['heldout_n']}) "
             + (f"| {_f(r.get('transfer_mean'), 5)} " if moved else "") + f"| {_p(r['p_vs_A'])} |")
+    for a in results.get("added", []):
+        lines += ["", f"{a['group']} - {a['extends']} (what {a['group']} adds, paired by repeat): {_f(a['mean_diff'])} "
+                      f"[{_f(a['ci_low'])}, {_f(a['ci_high'])}], two-sided p {_p(a['p'])}; {a['runs_differ']} of "
+                      f"{a['runs']} runs differ ({a['runs_lower']} lower, {a['runs_higher']} higher)"]
     return "\n".join(lines) + "\n"
 
 

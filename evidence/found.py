@@ -118,6 +118,10 @@ def what_was_found(data: Any) -> str | None:
             lines.append(f"- {g['group']} ({g.get('label', '')}): {_fmt(g.get('mean_delta'))} "
                          f"[{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}], p {_fmt(g.get('p_vs_A'), '.3g')}, "
                          f"{g.get('promoted', 0)} promoted ({', '.join(g.get('promoted_names') or []) or 'none'})")
+        for a in res.get("added", []):
+            lines.append(f"- {a['group']} - {a['extends']}: {_fmt(a.get('mean_diff'))} [{_fmt(a.get('ci_low'))}, "
+                         f"{_fmt(a.get('ci_high'))}], two-sided p {_fmt(a.get('p'), '.3g')}; {a['runs_differ']} of "
+                         f"{a['runs']} runs differ")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -114,6 +114,13 @@ def test_a_repeat_averages_its_instances_on_the_same_seeds_in_every_group(workdi
             assert rows[g]["deltas"][r] == pytest.approx(sum(runs) / 2)
             assert rows[g]["curves"][r][-1] == pytest.approx(sum(runs) / 2)  # the curve ends at the repeat's Δ
     assert rows["B"]["p_vs_A"] == pytest.approx(_sign_flip_p([b - a for b, a in zip(rows["B"]["deltas"], rows["A"]["deltas"])]))
+    (added,) = json.loads((out / "results.json").read_text())["added"]  # B extends A: what B adds, run by run
+    diffs = [b - a for b, a in zip(rows["B"]["deltas"], rows["A"]["deltas"])]
+    assert (added["group"], added["extends"], added["runs"]) == ("B", "A", 4)
+    assert added["mean_diff"] == pytest.approx(sum(diffs) / 2) and added["p"] == pytest.approx(_sign_flip_p(diffs))
+    differ = [name for name in jobs if name.startswith("B") and jobs[name]["delta"] != jobs["A" + name[1:]]["delta"]]
+    assert added["runs_differ"] == len(differ) == added["runs_lower"] + added["runs_higher"]
+    assert f"B - A (what B adds, paired by repeat): {added['mean_diff']:+.4f}" in (out / "table.md").read_text()
 
 
 def test_bad_groups_and_unfit_budgets_are_one_clear_line(workdir: Path) -> None:

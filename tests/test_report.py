@@ -87,7 +87,10 @@ def test_report_plots_the_newest_ablation_only_when_one_exists(two_level_ws: Pat
                    "mean_delta": -0.02 * k, "ci_low": -0.02 * k - 0.01, "ci_high": -0.02 * k + 0.01,
                    "p_vs_A": None if g == "A" else 0.05 * k}
                   for k, (g, label) in enumerate([("A", "level 1 only"), ("B", "levels 1-2"), ("C", "levels 1-3")])]
-        (d / "results.json").write_text(json.dumps({"id": name, "task": "synthetic", "metric": "metric", "groups": groups}))
+        added = [{"group": "C", "extends": "B", "mean_diff": -0.02, "ci_low": -0.05, "ci_high": 0.01, "p": 0.25,
+                  "runs": 3, "runs_differ": 2, "runs_lower": 2, "runs_higher": 0}]
+        (d / "results.json").write_text(json.dumps({"id": name, "task": "synthetic", "metric": "metric", "groups": groups,
+                                                    "added": added}))
         os.utime(d, (1_700_000_000 + i, 1_700_000_000 + i))
     out = tmp_path / "report"
     try:
@@ -97,6 +100,8 @@ def test_report_plots_the_newest_ablation_only_when_one_exists(two_level_ws: Pat
         html = (out / "index.html").read_text()
         assert _images_in(html) == set(_written(out)) and "ablation.png" in _images_in(html)
         assert "Ablation newer" in html and "ablations/older" not in html
+        found = (out / "found.md").read_text()
+        assert "Newest ablation `newer`" in found and "- C - B: -0.02 [-0.05, +0.01], two-sided p 0.25; 2 of 3 runs differ" in found
     finally:
         for d in root.iterdir():
             (d / "results.json").unlink()
