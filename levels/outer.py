@@ -4,9 +4,10 @@ One lineage (docs/protocol.md). Level k moves its lineage (the run's one line of
 windows of level k-1. Each step is one of:
 
 * an **incumbent window**: level k-1 runs one window with the mechanisms already active (what level 1 alone
-  would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three unsafe
-  or inactive (or, with a shortlist, as many screened and shortlisted as the shortlist's explore limit)
-  candidates in a row, and when too little budget or window is left for a pair;
+  would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three wasted
+  candidates (unsafe, inactive, or already proposed since the lineage last moved) or, with a shortlist, as
+  many screened and shortlisted as the shortlist's explore limit in a row, and when too little budget or
+  window is left for a pair;
 * a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
   mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
   committed as a store branch; then a **dry run** replays level k-1's recorded decisions through it (zero
@@ -282,10 +283,9 @@ class OuterLoop(Loop):
         return max(MAX_FREE, EXPLORE_PER_SLOT * screen.shortlist) if screen is not None else MAX_FREE
 
     def next_shortlisted(self, history: list[Trial]) -> Trial | None:
-        """The shortlisted candidate to race now, if any: the best-screened one not raced yet, once the list is
-        full or the policy has proposed ``EXPLORE_PER_SLOT`` candidates per slot since the last race without
-        filling it. Screening is free of level-1 trials and racing is not, so the level looks at several
-        candidates on cheap evidence and spends real trials on the most promising first."""
+        """The shortlisted candidate to race now, if any (``pick_shortlisted``). Screening is free of level-1
+        trials and racing is not, so the level looks at several candidates on cheap evidence and spends real
+        trials on the most promising first."""
         screen = self.race.screen
         return None if screen is None else pick_shortlisted(history, screen.shortlist)
 
