@@ -320,11 +320,9 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         lo, hi = mean_ci(finite)
         p = None
         if g != "A" and "A" in by_group:
-            shared = sorted(set(by_group["A"]) & set(by_group[g]))
-            pairs = [(by_group[g][r]["delta"], by_group["A"][r]["delta"]) for r in shared]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-            if len(pairs) == len(shared) and pairs:
-                p = paired_pvalue([x - y for x, y in pairs], seed=spec.seed)
+            diffs, complete = paired_diffs(by_group, g, "A")
+            if complete and diffs:
+                p = paired_pvalue(diffs, seed=spec.seed)
             else:
                 p = two_sample_pvalue(finite, [j["delta"] for j in by_group["A"].values() if j["delta"] is not None], seed=spec.seed)
         every = [j for r in sorted(runs[g]) for j in runs[g][r]]
@@ -356,6 +354,14 @@ def summarise(spec: AblationSpec, jobs: list[dict[str, Any]]) -> dict[str, Any]:
                                                           if GROUPS[g].get("extends") in runs]}
 
 
+def paired_diffs(by_group: dict[str, dict[int, Any]], group: str, base: str) -> tuple[list[float], bool]:
+    """``group`` - ``base`` per repeat both ran with a Δ (same seeds), and whether every shared repeat had one."""
+    shared = sorted(set(by_group[base]) & set(by_group[group]))
+    pairs = [(by_group[group][r]["delta"], by_group[base][r]["delta"]) for r in shared]
+    diffs = [x - y for x, y in pairs if x is not None and y is not None]
+    return diffs, len(diffs) == len(shared)
+
+
 def added_effect(group: str, runs: dict[str, dict[int, list[dict[str, Any]]]], by_group: dict[str, dict[int, Any]],
                  seed: int) -> dict[str, Any]:
     """What a group adds to the group it extends (E - D is level 3's effect alone): the paired difference per
@@ -364,9 +370,7 @@ def added_effect(group: str, runs: dict[str, dict[int, list[dict[str, Any]]]], b
     from recur.core.stats import mean_ci, paired_pvalue
 
     base = GROUPS[group]["extends"]
-    shared = sorted(r for r in set(by_group[group]) & set(by_group[base])
-                    if by_group[group][r]["delta"] is not None and by_group[base][r]["delta"] is not None)
-    diffs = [by_group[group][r]["delta"] - by_group[base][r]["delta"] for r in shared]
+    diffs, _ = paired_diffs(by_group, group, base)
     lo, hi = mean_ci(diffs)
     mine = {(j["repeat"], j.get("instance", 0)): j["delta"] for js in runs[group].values() for j in js}
     theirs = {(j["repeat"], j.get("instance", 0)): j["delta"] for js in runs[base].values() for j in js}
