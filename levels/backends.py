@@ -206,9 +206,3 @@ def backend_factory(opts: Any, trace: Any, run_id: str, budget: Any) -> Callable
         return OuterLLMBackend(client, level, proposals=proposals)
 
     return make
-
-
-def invoker_factory(mechanisms: list) -> Any:
-    from recur.core.sandbox import Sandbox
-
-    return Sandbox({m.name: m.source for m in mechanisms})

@@ -20,6 +20,7 @@ class TaskRepo:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.repo = git.Repo(self.path)
+        self._files: dict[tuple[str, str], str] = {}  # (commit sha, file) -> content: a commit never changes
 
     @classmethod
     def create(cls, path: Path, populate, branch: str) -> "TaskRepo":
@@ -44,7 +45,13 @@ class TaskRepo:
         self.repo.git.update_ref(f"refs/heads/{branch}", sha)
 
     def read(self, sha: str, name: str) -> str:
-        return self.repo.git.show(f"{sha}:{name}", strip_newline_in_stdout=False)
+        """``name`` as of commit ``sha``; a full sha names content that never changes, so it is read once."""
+        if (sha, name) in self._files:
+            return self._files[(sha, name)]
+        content = self.repo.git.show(f"{sha}:{name}", strip_newline_in_stdout=False)
+        if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha):
+            self._files[(sha, name)] = content
+        return content
 
     def export(self, sha: str, folder: Path) -> None:
         """Write the tree of ``sha`` into ``folder`` (the scratch folder of one trial)."""

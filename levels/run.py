@@ -150,6 +150,8 @@ class Run:
         try:
             if rt is not None:
                 rt.pool.close()  # a Ray cluster the run started is stopped with it
+                if hasattr(rt.invoker_factory, "close"):
+                    rt.invoker_factory.close()  # the run's warm sandbox workers
         finally:
             self.trace.close()
             self.ws.unlock()
@@ -192,7 +194,8 @@ class Run:
                            tokens=float(sum((c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0) for c in calls)),
                            usd=sum(c["cost_usd"] or 0.0 for c in calls))
         self.config = stored["config"]
-        from recur.levels.backends import backend_factory, invoker_factory
+        from recur.core.sandbox_pool import SandboxCache
+        from recur.levels.backends import backend_factory
         from recur.mechanism_store.store import MechanismStore
 
         store = MechanismStore(self.ws.store_path)
@@ -202,7 +205,7 @@ class Run:
             run_id=self.run_id, seed=opts.seed, trace=self.trace, task=task, repo=repo,
             pool=self._pool(opts), budget=budget, run_dir=run_dir, pins=self.config["pins"],
             trial_seconds=opts.trial_seconds, min_delta=opts.min_delta,
-            backend_factory=backend_factory(opts, self.trace, self.run_id, budget), invoker_factory=invoker_factory,
+            backend_factory=backend_factory(opts, self.trace, self.run_id, budget), invoker_factory=SandboxCache(),
             settings={"workers": opts.workers, "window": opts.window, "meta_window": opts.meta_window,
                       "max_pairs": opts.max_pairs, "alpha": opts.alpha, "proposals": opts.proposals,
                       "levels": opts.levels},
