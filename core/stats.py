@@ -148,19 +148,28 @@ def race_looks(max_pairs: int) -> list[int]:
     return looks + [max(1, max_pairs)]
 
 
+def smallest_p(n: int) -> float:
+    """The smallest one-sided sign-flip p that ``n`` pairs can give (every pair ahead): 2**-n when enumerated
+    exactly, 1/(1 + PERMUTATIONS) by Monte Carlo; 1.0 below two pairs (``sign_flip_pvalue``)."""
+    if n < 2:
+        return 1.0
+    return 2.0 ** -n if 2 ** n <= PERMUTATIONS else 1.0 / (1 + PERMUTATIONS)
+
+
 def race_alpha(alpha: float, max_pairs: int) -> float:
     """Per-look level: ``alpha`` split (Bonferroni) over the looks at which the test can reject at all.
 
-    With n pairs the smallest one-sided sign-flip p is 2**-n, so early looks that can never reject cost no
-    alpha; the split makes the race's false promotion rate at most ``alpha`` however many looks it takes.
+    With n pairs the smallest one-sided p is ``smallest_p(n)``, so early looks that can never reject cost no
+    alpha: the level is alpha / k for the smallest k such that at most k looks can reject at alpha / k, which
+    keeps the race's false promotion rate at most ``alpha`` however many looks it takes. (Until 2026-12-03 this
+    iterated k = looks that can reject at alpha / k to a fixed point, which never ends when it oscillates, e.g.
+    alpha 0.01 with 20 pairs; where it ended, it ended at this k.)
     """
     looks = race_looks(max_pairs)
-    k = len(looks)
-    while True:
-        useful = sum(1 for n in looks if 2.0 ** -n <= alpha / k) or 1
-        if useful == k:
+    for k in range(1, len(looks) + 1):
+        if sum(1 for n in looks if smallest_p(n) <= alpha / k) <= k:
             return alpha / k
-        k = useful
+    return alpha / len(looks)
 
 
 FUTILITY = 0.1
@@ -177,6 +186,13 @@ class RaceStep:
     p: float | None  # None between looks: the gate did not test at this many pairs
     mean: float
     pairs: int
+
+
+def first_promoting_look(alpha: float, max_pairs: int) -> int:
+    """The fewest pairs at which ``race_step`` can promote at all: the first look whose ``smallest_p`` is within
+    the per-look level (8 with the defaults, alpha 0.05 and 16 pairs); ``max_pairs + 1`` when no look can."""
+    level = race_alpha(alpha, max_pairs)
+    return next((n for n in race_looks(max_pairs) if smallest_p(n) <= level), max_pairs + 1)
 
 
 def race_step(diffs: Sequence[float], alpha: float, max_pairs: int, seed: int = 0) -> RaceStep:

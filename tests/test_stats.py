@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from recur.core.stats import (bootstrap_ci, improves, keep_threshold, mean_ci, noise_sigma, paired_pvalue,
-                              race_alpha, race_looks, race_step, sign_flip_pvalue, two_sample_pvalue)
+from recur.core.stats import (bootstrap_ci, first_promoting_look, improves, keep_threshold, mean_ci, noise_sigma, paired_pvalue,
+                              race_alpha, race_looks, race_step, sign_flip_pvalue, smallest_p, two_sample_pvalue)
 
 # Bounded magnitudes: metrics and per-trial gain differences are O(1); the bound keeps sums exact enough that
 # the properties test the statistics rather than float overflow.
@@ -189,6 +189,25 @@ def test_between_looks_the_race_reports_no_p_rather_than_a_placeholder() -> None
     assert (cut.decision, cut.p) == ("continue", None)
     looked = race_step([0.01, 0.02, 0.03, 0.02], 0.05, 16)
     assert looked.p is not None and looked.p == pytest.approx(1 / 16, abs=1e-3)
+
+
+def test_race_alpha_ends_and_bounds_the_false_promotion_rate_for_any_settings() -> None:
+    """Every look that can reject spends alpha / k: at most alpha in all. (alpha 0.01 with 20 pairs once looped
+    forever: k = 2 and k = 3 pointed at each other.)"""
+    for max_pairs in range(1, 41):
+        for alpha in (0.001, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5):
+            level = race_alpha(alpha, max_pairs)
+            rejecting = sum(1 for n in race_looks(max_pairs) if smallest_p(n) <= level)
+            assert 0 < level <= alpha and rejecting * level <= alpha + 1e-15, (max_pairs, alpha)
+    assert race_alpha(0.05, 16) == 0.025  # the default race, unchanged
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.2])
+@pytest.mark.parametrize("max_pairs", [1, 2, 5, 8, 16, 20])
+def test_first_promoting_look_is_where_a_race_of_all_wins_first_promotes(alpha: float, max_pairs: int) -> None:
+    first = next((n for n in range(1, max_pairs + 1) if race_step([1.0] * n, alpha, max_pairs).decision == "promote"),
+                 max_pairs + 1)
+    assert first_promoting_look(alpha, max_pairs) == first
 
 
 def test_futility_drops_a_likely_worse_candidate_and_keeps_one_merely_not_yet_ahead() -> None:
