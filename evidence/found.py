@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-STAGES = ("unsafe", "inactive", "screened", "shortlisted", "rejected", "promoted", "budget", "unfinished")
+STAGES = ("unsafe", "inactive", "unraced", "screened", "shortlisted", "rejected", "promoted", "budget", "unfinished")
 
 
 def _status(row: dict[str, Any]) -> str:
@@ -20,7 +20,7 @@ def _status(row: dict[str, Any]) -> str:
     if row.get("kept"):
         return "promoted"
     status = row["status"]
-    if status in ("unsafe", "inactive", "screened", "shortlisted", "budget"):
+    if status in ("unsafe", "inactive", "unraced", "screened", "shortlisted", "budget"):
         return status
     if (((row.get("outcome") or {}).get("info")) or {}).get("unfinished"):
         return "unfinished"

@@ -83,7 +83,7 @@ def heldout_evaluate(rt: Runtime, opts: Any, branch: str, start: WindowStart, sc
     finally:
         used = {u: rt.budget.used[u] - before.get(u, 0.0) for u in rt.budget.used}
         rt.budget = saved
-    verdict = "promoted" if decision.keep else (outcome.status if outcome.status in ("unsafe", "inactive", "screened", "budget") else "rejected")
+    verdict = "promoted" if decision.keep else (outcome.status if outcome.status in ("unsafe", "inactive", "unraced", "screened", "budget") else "rejected")
     return {"mechanism": info.name, "level": k, "score": outcome.metric, "status": outcome.status,
             "verdict": verdict, "reason": decision.reason, "ci": decision.info.get("ci"),
             "confirm": outcome.info.get("confirm", []), "dry_run": outcome.info.get("dry_run"),

@@ -6,8 +6,10 @@ windows of level k-1. Each step is one of:
 * an **incumbent window**: level k-1 runs one window with the mechanisms already active (what level 1 alone
   would do). Taken while level k-1 has made fewer than six decisions a dry run could replay, after three wasted
   candidates (unsafe, inactive, or already proposed since the lineage last moved) or, with a shortlist, as
-  many screened and shortlisted as the shortlist's explore limit in a row, and when too little budget or
-  window is left for a pair;
+  many screened and shortlisted as the shortlist's explore limit in a row, when too little budget or
+  window is left for a pair, and, at a level that cannot screen its candidates, when too little budget is
+  left for a fresh race to reach a look that can promote (``verdict_trials``): such a candidate is ``unraced``
+  after its dry run (racing what can never be promoted perturbs level k-1 on no evidence) and counts as wasted;
 * a **candidate**: proposed by the level's policy (model or scripted baseline, plus level k's own
   mechanisms), passed through the gate (static policy + property tests in the sandbox, else ``unsafe``) and
   committed as a store branch; then a **dry run** replays level k-1's recorded decisions through it (zero
@@ -34,7 +36,7 @@ from recur.core.budget import Budget
 from recur.core.hooks import VETO_ONLY, ActiveMechanism, HookRunner, replay_changes
 from recur.core.loop import Loop, StepContext, derive_seed, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
-from recur.core.stats import bootstrap_ci, race_step
+from recur.core.stats import bootstrap_ci, first_promoting_look, race_step
 from recur.levels.runtime import Runtime
 from recur.levels.window import (Lineage, WindowResult, WindowStart, close_policy, make_policy, observed_best,
                                  sum_hook_counts, window_hook_counts)
@@ -45,8 +47,9 @@ SCREENED = "screened"
 SHORTLISTED = "shortlisted"
 BUDGET = "budget"
 INCUMBENT = "incumbent"
+UNRACED = "unraced"  # passed the gate and the dry run, but no race could reach a verdict and no screen vouched for it
 UNFINISHED = "unfinished"  # a race the window's end stopped before a verdict; the next window continues it
-FREE = (UNSAFE, INACTIVE, SCREENED, SHORTLISTED)
+FREE = (UNSAFE, INACTIVE, SCREENED, SHORTLISTED, UNRACED)
 EXPLORE_PER_SLOT = 3  # candidates proposed since the last race, per shortlist slot, before a part-full list races
 MAX_ERROR_RATE = 0.2
 MAX_FREE = 3  # unsafe/inactive candidates in a row before an incumbent window moves the lineage on
@@ -77,7 +80,7 @@ def idle_streak(history: list[Trial]) -> tuple[int, int]:
         if t.outcome.status not in FREE:
             break
         idle += 1
-        wasted += t.outcome.status in (UNSAFE, INACTIVE) or seen[pos] in seen[:pos]
+        wasted += t.outcome.status in (UNSAFE, INACTIVE, UNRACED) or seen[pos] in seen[:pos]
     return idle, wasted
 
 
@@ -274,6 +277,15 @@ class OuterLoop(Loop):
             return t if t.outcome.info.get(UNFINISHED) else None  # the last race, whatever its verdict
         return None
 
+    def screens(self) -> bool:
+        """Whether this level screens its candidates on simulated level k-1 before racing them."""
+        return self.race.screen is not None and hasattr(self.child, "screen")
+
+    def verdict_trials(self) -> int:
+        """Level-1 trials a fresh race needs before it can promote: its first promoting look and the held-out
+        pairs, two child windows a pair (60 at level 2 and 240 at level 3 with the defaults)."""
+        return (first_promoting_look(self.race.alpha, self.race.max_pairs) + self.race.confirm) * 2 * self.race.child_len
+
     def explore_cap(self) -> int:
         """Steps in a row that may move nothing before an incumbent window moves the lineage: screened and
         shortlisted candidates cost no level-1 trial and bring the first race sooner (the shortlist fills or
@@ -389,8 +401,14 @@ class OuterLoop(Loop):
         if dry["changed"] == 0:
             return Outcome(INACTIVE, info={"dry_run": dry, "trials": 0,
                                            "reason": f"would change none of {dry['decisions']} recorded decisions"})
+        if not self.screens() and self.rt.budget.remaining("trials") < self.verdict_trials():
+            # raced without a possible verdict, an unscreened candidate would only perturb level k-1 half of the
+            # time, on no evidence (seed 100: level 3's such races at 100 trials left level 2 behind in 3 of 3 runs)
+            return Outcome(UNRACED, info={"dry_run": dry, "trials": 0, "reason": (
+                f"not raced: a race needs {self.verdict_trials()} level-1 trials to reach a verdict, "
+                f"{self.rt.budget.remaining('trials'):.0f} are left, and no screen vouches for it meanwhile")})
         screened = None
-        if self.race.screen is not None and hasattr(self.child, "screen"):
+        if self.screens():
             screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
                                          self.race.screen)
             from recur.levels.screen import screen_reason
@@ -482,13 +500,14 @@ class OuterLoop(Loop):
     # ------------------------------------------------------------- accept
     def accept(self, candidate: Candidate, outcome: Outcome, history: list[Trial]) -> Decision:
         if outcome.info.get(INCUMBENT):
-            return Decision(False, "incumbent window (no candidate ready to race)", {"status": INCUMBENT})
+            why = candidate.payload.get("why") or "no candidate ready to race"
+            return Decision(False, f"incumbent window ({why})", {"status": INCUMBENT})
         if outcome.status != OK:
             reason = {UNSAFE: "failed the gate",
                       INACTIVE: "inactive: " + outcome.info.get("reason", "its hooks changed no decision (or mostly errored)"),
                       SCREENED: "screened out before any real trial: " + outcome.info.get("reason", ""),
                       SHORTLISTED: "shortlisted (races when it is the best-screened waiting candidate): "
-                      + outcome.info.get("reason", ""),
+                      + outcome.info.get("reason", ""), UNRACED: outcome.info.get("reason", UNRACED),
                       BUDGET: "budget ran out before a complete pair"}.get(outcome.status, outcome.status)
             return Decision(False, reason, {"status": outcome.status})
         info = outcome.info

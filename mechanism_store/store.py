@@ -31,7 +31,7 @@ import git
 
 from recur.core.gitplumbing import branch_exists, commit_files
 
-STATUSES = ("candidate", "promoted", "confirmed", "rejected", "inactive", "screened", "shortlisted", "unsafe", "budget", "applied")
+STATUSES = ("candidate", "promoted", "confirmed", "rejected", "inactive", "unraced", "screened", "shortlisted", "unsafe", "budget", "applied")
 TRAILER_KEYS = ("Level", "Parent", "Model", "Diagnosis", "Score", "CI", "P-Value", "Hook-Calls", "Hook-Effects", "Pairs", "Screen",
                 "Trials", "Status", "Family", "Held-Out", "Transfer")
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,47}$")

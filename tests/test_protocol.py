@@ -124,10 +124,11 @@ def test_an_accept_mechanism_at_level_2_cannot_promote_what_the_race_rejected(tm
     level 2, overruled the race and promoted gp_ei after one block at p = 1. A promotion needs evidence, so at
     an outer level an accept hook may only veto. Races of at most two blocks can never pass (a sign-flip p is
     at least 0.25 there), so every race here must end rejected, with the keep-everything hook called and
-    changing nothing."""
+    changing nothing. (An unscreened level races only while a race could still reach a look that can promote,
+    which for two-block races is taken as 30 trials: 60 trials leave room for two races.)"""
     source = (MECHS / "null" / "random_select.py").read_text()
     keep = (MECHS / "null" / "always_keep.py").read_text()
-    with Run(tmp_path, RunOptions(model="scripted", task="synthetic", levels=2, max_trials=48, seed=3), resume=False) as run:
+    with Run(tmp_path, RunOptions(model="scripted", task="synthetic", levels=2, max_trials=60, seed=3), resume=False) as run:
         rt = run.rt = run.setup()
         base = run.baseline(rt)
         level2 = LevelK(rt, 2, Level1(rt), RaceSettings(child_len=3, max_pairs=2), top=True,
@@ -293,3 +294,15 @@ def test_a_level_2_race_cut_by_its_window_continues_in_the_next_and_the_best_scr
     screen_diff = {r["id"]: r["outcome"]["metric"] for r in waiting}  # the shortlisted step's metric: its screen
     assert screen_diff[first["candidate"]["payload"]["shortlisted_from"]] == max(screen_diff.values())
     assert all(r["outcome"]["info"]["trials"] == 0 for r in waiting)
+
+
+@pytest.mark.long(seconds=60)
+def test_level_3_races_nothing_it_cannot_bring_to_a_verdict(tmp_path: Path) -> None:
+    """Found in issue 11's ablation (seed 100, repeat 8): at 100 trials level 3 raced an unscreened ``restart``
+    for level 2 for one block, with no verdict possible (a level-3 race needs 240 trials to reach one); half of
+    level 2's windows then ran with it, and the run ended 0.21 behind level 2 alone. A level without a screen now
+    races only where a verdict is reachable, so here level 3 changes nothing and E is D, trial for trial."""
+    d_line, _, _ = _stack_line(tmp_path / "d", 149, 100, 2, [])
+    e_line, _, e_top = _stack_line(tmp_path / "e", 149, 100, 3, [])
+    assert not any("pairs" in t["outcome"]["info"] for t in e_top)
+    assert len(d_line) == 100 and e_line == d_line  # baselines included
