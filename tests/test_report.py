@@ -23,8 +23,11 @@ def two_level_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real --levels 2 run: baseline, two incumbent windows, then mechanism candidates with candidate/control
     windows."""
     ws = tmp_path_factory.mktemp("report-l2")
-    res = run_cli("run", "--task", "synthetic", "--model", "scripted", "--levels", "2", "--max-trials", "16",
-                  "--screen-seeds", "0", cwd=ws, env=_env(tmp_path_factory))  # no screen: the candidate races
+    # no screen: the candidate races, which an unscreened level does only where a race can reach a verdict
+    # (2 blocks of 1-trial windows at alpha 0.25 and 2 held-out blocks: 8 trials)
+    res = run_cli("run", "--task", "synthetic", "--model", "scripted", "--levels", "2", "--max-trials", "20",
+                  "--screen-seeds", "0", "--window", "1", "--max-pairs", "2", "--alpha", "0.25", cwd=ws,
+                  env=_env(tmp_path_factory))
     assert res.returncode == 0, res.stderr
     return ws
 
@@ -63,7 +66,7 @@ def test_report_of_a_two_level_run(two_level_ws: Path, tmp_path: Path) -> None:
     assert _images_in(html) == set(_written(out))  # relative names, every written image shown
     run_id = TraceStore(two_level_ws / ".recur" / "trace.db").run()["id"]
     assert run_id in html and "synthetic" in html
-    assert "level-1 trials</th><td>16 (" in html and "mechanisms in the store" in html
+    assert "level-1 trials</th><td>20 (" in html and "mechanisms in the store" in html
     assert "Not plotted: no ablation has been run" in html
     assert "left out ablation" in res.stdout and str(out / "index.html") in res.stdout
     # "What level 2 found" is generated from the trace: every candidate level 2 made is counted and shown
@@ -71,7 +74,7 @@ def test_report_of_a_two_level_run(two_level_ws: Path, tmp_path: Path) -> None:
     assert found.startswith("## What level 2 found") and found in res.stdout and "What level 2 found" in html
     made = [t for t in TraceStore(two_level_ws / ".recur" / "trace.db").trials(run_id, level=2)
             if not t["candidate"]["payload"].get("incumbent")]
-    assert made, "a 16-trial level-2 run makes at least one candidate"
+    assert made, "a 20-trial level-2 run makes at least one candidate"
     assert f"Level 2 considered {len(made)} candidates" in found
     for t in made:
         if (t["outcome"] or {}).get("info", {}).get("pairs"):
