@@ -28,7 +28,6 @@ their trailers and stay active for the rest of that window only. Nothing here kn
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -37,7 +36,7 @@ from recur.core.budget import Budget
 from recur.core.hooks import VETO_ONLY, ActiveMechanism, HookRunner, replay_changes
 from recur.core.loop import Loop, StepContext, derive_seed, drive
 from recur.core.records import OK, Candidate, Decision, Outcome, Trial
-from recur.core.stats import bootstrap_ci, first_promoting_look, race_alpha, race_step
+from recur.core.stats import bootstrap_ci, first_promoting_look, race_step
 from recur.levels.runtime import Runtime
 from recur.levels.window import (Lineage, WindowResult, WindowStart, close_policy, make_policy, observed_best,
                                  sum_hook_counts, window_hook_counts)
@@ -282,22 +281,10 @@ class OuterLoop(Loop):
         """Whether this level screens its candidates on simulated level k-1 before racing them."""
         return self.race.screen is not None and hasattr(self.child, "screen")
 
-    def verdict_trials(self) -> float:
+    def verdict_trials(self) -> int:
         """Level-1 trials a fresh race needs before it can promote: its first promoting look and the held-out
-        pairs, two child windows a pair (60 at level 2 and 240 at level 3 with the defaults); infinite where no
-        look of the race can promote (e.g. alpha 0.05 with ``max_pairs`` 2: no budget brings a verdict)."""
-        look = first_promoting_look(self.race.alpha, self.race.max_pairs)
-        if look > self.race.max_pairs:
-            return math.inf
-        return (look + self.race.confirm) * 2 * self.race.child_len
-
-    def _unraced_reason(self) -> str:
-        need = self.verdict_trials()
-        if math.isinf(need):
-            return (f"not raced: no look of a {self.race.max_pairs}-block race can reach p <= "
-                    f"{race_alpha(self.race.alpha, self.race.max_pairs):.3g}, and no screen vouches for it")
-        return (f"not raced: a race needs {need:.0f} level-1 trials to reach a verdict, "
-                f"{self.rt.budget.remaining('trials'):.0f} are left, and no screen vouches for it meanwhile")
+        pairs, two child windows a pair (60 at level 2 and 240 at level 3 with the defaults)."""
+        return (first_promoting_look(self.race.alpha, self.race.max_pairs) + self.race.confirm) * 2 * self.race.child_len
 
     def explore_cap(self) -> int:
         """Steps in a row that may move nothing before an incumbent window moves the lineage: screened and
@@ -417,7 +404,9 @@ class OuterLoop(Loop):
         if not self.screens() and self.rt.budget.remaining("trials") < self.verdict_trials():
             # raced without a possible verdict, an unscreened candidate would only perturb level k-1 half of the
             # time, on no evidence (seed 100: level 3's such races at 100 trials left level 2 behind in 3 of 3 runs)
-            return Outcome(UNRACED, info={"dry_run": dry, "trials": 0, "reason": self._unraced_reason()})
+            return Outcome(UNRACED, info={"dry_run": dry, "trials": 0, "reason": (
+                f"not raced: a race needs {self.verdict_trials()} level-1 trials to reach a verdict, "
+                f"{self.rt.budget.remaining('trials'):.0f} are left, and no screen vouches for it meanwhile")})
         screened = None
         if self.screens():
             screened = self.child.screen(self.lineage, with_mech[self.level - 1], base.get(self.level - 1, []),
