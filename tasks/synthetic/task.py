@@ -24,7 +24,7 @@ class SyntheticTask(Task):
     metric_name = "metric"
     editable = "config.py"
     presets = ("default",)
-    # A, D and E x 10 repeats x 6 instances at 100 trials take 18 min on 2 cores with empty caches (seed 100)
+    # A, D and E x 10 repeats x 6 instances at 100 trials take 14-18 min on 2 cores with empty caches (seeds 0, 100)
     # (bench/RESULTS.md); at 50 trials level 2 has barely started racing when the run ends
     ablation_trials = 100
     # single instances differ by whether a run finds the global basin: level 2's gain is about 0.38 sd of one
